@@ -1,0 +1,311 @@
+//! ADD: a veth pair from the node bridge into the pod, addressed by IPAM.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::error::PluginError;
+use crate::ipam;
+use crate::names;
+use crate::netlink::netns::NetNs;
+use crate::netlink::{addr, link, route, Netlink, NetlinkError};
+use crate::skel::Args;
+use crate::spec::{CniResult, Interface, IpConfig, NetConf, Route};
+
+/// Used when neither the config nor the node's default route gives an MTU.
+const FALLBACK_MTU: u32 = 1500;
+
+pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
+    let pod_mac = match conf.runtime_config.mac.as_deref() {
+        Some(text) => Some(parse_mac(text).ok_or_else(|| PluginError::BadMac(text.to_string()))?),
+        None => None,
+    };
+    let netns_path = args.netns.clone().unwrap_or_default();
+    let netns = NetNs::open(&netns_path).map_err(PluginError::from_netns)?;
+    let mut pod_nl = netns.netlink().map_err(PluginError::from_netns)?;
+    if netns.is_current()? {
+        return Err(PluginError::NetnsIsNode(netns_path.display().to_string()));
+    }
+    // Checked before anything is allocated, so this error changes nothing.
+    if link::get_link(&mut pod_nl, args.ifname())?.is_some() {
+        return Err(PluginError::InterfaceExists {
+            ifname: args.ifname().to_string(),
+            netns: netns_path.display().to_string(),
+        });
+    }
+    let ipam_result = match ipam::add(args, conf, stdin) {
+        Ok(r) => r,
+        Err(e) => {
+            // The IPAM plugin may have reserved before it failed.
+            undo(args, conf, stdin);
+            return Err(e);
+        }
+    };
+    match plumb(args, conf, &netns, &mut pod_nl, pod_mac, ipam_result) {
+        Ok(result) => Ok(result),
+        Err(e) => {
+            undo(args, conf, stdin);
+            Err(e)
+        }
+    }
+}
+
+/// Rolls a failed ADD back with our own idempotent DEL.
+fn undo(args: &Args, conf: &NetConf, stdin: &[u8]) {
+    if let Err(e) = super::del::del(args, conf, stdin) {
+        tracing::warn!(error = %e, "rolling back a failed ADD left something behind");
+    }
+}
+
+/// The gateway of one address: IPAM's, else the first host of its subnet.
+fn gateway_of(ip: &IpConfig) -> Option<IpAddr> {
+    ip.gateway.or_else(|| match ip.address {
+        IpNetwork::V4(n) if n.prefix() < 31 => Some(IpAddr::V4(std::net::Ipv4Addr::from(
+            u32::from(n.network()) + 1,
+        ))),
+        IpNetwork::V6(n) if n.prefix() < 127 => Some(IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(n.network()) + 1,
+        ))),
+        _ => None,
+    })
+}
+
+fn detect_mtu(host_nl: &mut Netlink) -> Result<u32, NetlinkError> {
+    let Some(oif) = route::default_route_oif(host_nl)? else {
+        return Ok(FALLBACK_MTU);
+    };
+    let links = link::list_links(host_nl)?;
+    Ok(links
+        .iter()
+        .find(|l| l.index == oif)
+        .map(|l| l.mtu)
+        .unwrap_or(FALLBACK_MTU))
+}
+
+fn parse_mac(text: &str) -> Option<Vec<u8>> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (bytes.len() == 6).then_some(bytes)
+}
+
+fn plumb(
+    args: &Args,
+    conf: &NetConf,
+    netns: &NetNs,
+    pod_nl: &mut Netlink,
+    pod_mac: Option<Vec<u8>>,
+    ipam: CniResult,
+) -> Result<CniResult, PluginError> {
+    let ifname = args.ifname();
+    let container_id = args.container_id();
+    let mut host_nl = Netlink::open()?;
+    let mtu = match conf.mtu {
+        Some(m) => m,
+        None => detect_mtu(&mut host_nl)?,
+    };
+
+    let bridge = link::ensure_bridge(
+        &mut host_nl,
+        conf.bridge.as_str(),
+        names::bridge_mac(conf.bridge.as_str()),
+        None,
+    )?;
+    let gateways: Vec<Option<IpAddr>> = ipam.ips.iter().map(gateway_of).collect();
+    for (ip, gw) in ipam.ips.iter().zip(&gateways) {
+        if let Some(gw) = gw {
+            let on_bridge =
+                IpNetwork::new(*gw, ip.address.prefix()).map_err(|_| PluginError::IpamGateway {
+                    gateway: *gw,
+                    address: ip.address,
+                })?;
+            addr::ensure_address(&mut host_nl, bridge.index, on_bridge)?;
+        }
+    }
+
+    let host_name = names::host_veth_name(container_id, ifname);
+    let host_mac = names::host_veth_mac(container_id, ifname);
+    let pair = link::VethPair {
+        host_name: &host_name,
+        host_mac,
+        pod_name: ifname,
+        pod_mac,
+        pod_netns: netns.fd(),
+        mtu,
+        bridge_index: bridge.index,
+    };
+    match link::add_veth(&mut host_nl, &pair) {
+        Err(e) if e.is_exists() => {
+            return Err(PluginError::InterfaceExists {
+                ifname: host_name,
+                netns: "the node".to_string(),
+            })
+        }
+        other => other?,
+    }
+    if conf.hairpin_mode {
+        if let Some(host) = link::get_link(&mut host_nl, &host_name)? {
+            link::set_hairpin(&mut host_nl, host.index, true)?;
+        }
+    }
+
+    let pod = link::get_link(pod_nl, ifname)?.ok_or_else(|| {
+        PluginError::Kernel(NetlinkError::kernel(
+            format!("ip link show {ifname}"),
+            std::io::Error::other("the pod end vanished right after it was created"),
+        ))
+    })?;
+    link::set_up(pod_nl, pod.index)?;
+    for ip in &ipam.ips {
+        addr::add_address(pod_nl, pod.index, ip.address)?;
+    }
+
+    let routes = routes_for(&ipam, &gateways);
+    for r in &routes {
+        let mut entry = route::RouteEntry::new(r.dst, r.gw, Some(pod.index));
+        entry.mtu = r.mtu;
+        entry.advmss = r.advmss;
+        entry.priority = r.priority;
+        if let Some(t) = r.table {
+            entry.table = t;
+        }
+        if let Some(s) = r.scope {
+            entry.scope = s;
+        }
+        route::add_route(pod_nl, &entry)?;
+    }
+
+    let host_if = Interface {
+        name: host_name,
+        mac: link::format_mac(&host_mac),
+        mtu: Some(mtu),
+        ..Default::default()
+    };
+    let pod_if = Interface {
+        name: ifname.to_string(),
+        mac: pod.mac_string(),
+        mtu: Some(pod.mtu),
+        sandbox: Some(netns.path().display().to_string()),
+        ..Default::default()
+    };
+    let ips = ipam
+        .ips
+        .iter()
+        .zip(&gateways)
+        .map(|(ip, gw)| IpConfig {
+            address: ip.address,
+            gateway: *gw,
+            interface: Some(1),
+        })
+        .collect();
+    let dns = match &conf.dns {
+        Some(d) if !d.is_empty() => d.clone(),
+        _ => ipam.dns.clone(),
+    };
+    Ok(CniResult {
+        interfaces: vec![host_if, pod_if],
+        ips,
+        routes,
+        dns,
+    })
+}
+
+/// IPAM's routes, each with its family's gateway when it names none, plus
+/// a default route per family that IPAM did not already route.
+fn routes_for(ipam: &CniResult, gateways: &[Option<IpAddr>]) -> Vec<Route> {
+    let family_gw = |v6: bool| {
+        gateways
+            .iter()
+            .flatten()
+            .find(|g| g.is_ipv6() == v6)
+            .copied()
+    };
+    let mut routes: Vec<Route> = ipam
+        .routes
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.gw.is_none() {
+                r.gw = family_gw(r.dst.is_ipv6());
+            }
+            r
+        })
+        .collect();
+    for v6 in [false, true] {
+        let has_family = ipam.ips.iter().any(|ip| ip.address.is_ipv6() == v6);
+        let has_default = routes
+            .iter()
+            .any(|r| r.dst.is_ipv6() == v6 && r.dst.prefix() == 0);
+        if let (true, false, Some(gw)) = (has_family, has_default, family_gw(v6)) {
+            let any = if v6 {
+                IpNetwork::V6(ipnetwork::Ipv6Network::from(
+                    std::net::Ipv6Addr::UNSPECIFIED,
+                ))
+            } else {
+                IpNetwork::V4(ipnetwork::Ipv4Network::from(
+                    std::net::Ipv4Addr::UNSPECIFIED,
+                ))
+            };
+            let dst = IpNetwork::new(any.ip(), 0).unwrap_or(any);
+            routes.push(Route::new(dst, Some(gw)));
+        }
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipc(addr: &str, gw: Option<&str>) -> IpConfig {
+        IpConfig {
+            address: addr.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            interface: None,
+        }
+    }
+
+    #[test]
+    fn gateway_defaults_to_first_host() {
+        assert_eq!(
+            gateway_of(&ipc("10.1.2.7/24", None)),
+            Some("10.1.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            gateway_of(&ipc("10.1.2.7/24", Some("10.1.2.254"))),
+            Some("10.1.2.254".parse().unwrap())
+        );
+        assert_eq!(
+            gateway_of(&ipc("fd00::5/64", None)),
+            Some("fd00::1".parse().unwrap())
+        );
+        assert_eq!(gateway_of(&ipc("10.1.2.7/32", None)), None);
+    }
+
+    #[test]
+    fn default_routes_per_family_unless_ipam_gave_them() {
+        let ipam = CniResult {
+            ips: vec![ipc("10.1.2.7/24", None), ipc("fd00::5/64", None)],
+            routes: vec![Route::new("0.0.0.0/0".parse().unwrap(), None)],
+            ..Default::default()
+        };
+        let gws: Vec<_> = ipam.ips.iter().map(gateway_of).collect();
+        let routes = routes_for(&ipam, &gws);
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].gw, Some("10.1.2.1".parse().unwrap()));
+        assert_eq!(routes[1].dst, "::/0".parse().unwrap());
+        assert_eq!(routes[1].gw, Some("fd00::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(
+            parse_mac("02:00:00:aa:bb:cc"),
+            Some(vec![2, 0, 0, 0xaa, 0xbb, 0xcc])
+        );
+        assert_eq!(parse_mac("02:00:00:aa:bb"), None);
+        assert_eq!(parse_mac("zz:00:00:aa:bb:cc"), None);
+    }
+}

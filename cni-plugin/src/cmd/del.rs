@@ -1,0 +1,66 @@
+//! DEL: best effort to the fullest extent. Whatever is already gone is
+//! success; a failing step does not stop the next one.
+
+use crate::error::PluginError;
+use crate::ipam;
+use crate::names;
+use crate::netlink::netns::NetNs;
+use crate::netlink::{link, Netlink};
+use crate::skel::Args;
+use crate::spec::NetConf;
+
+pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    let mut errors = Vec::new();
+
+    // Deleting the host end takes the pod end with it, wherever the pod's
+    // namespace is, and works when that namespace is already gone.
+    let host_name = names::host_veth_name(args.container_id(), args.ifname());
+    let removed = match Netlink::open().and_then(|mut nl| link::remove_link(&mut nl, &host_name)) {
+        Ok(removed) => removed,
+        Err(e) => {
+            errors.push(PluginError::Kernel(e));
+            false
+        }
+    };
+    if !removed {
+        if let Err(e) = remove_pod_end(args) {
+            errors.push(e);
+        }
+    }
+
+    // Always, so the address is released even when the namespace is gone.
+    if let Err(e) = ipam::forward("DEL", args, conf, stdin) {
+        errors.push(e);
+    }
+
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(PluginError::Several(errors)),
+    }
+}
+
+/// A pod end whose host end is missing (deleted by hand, say): removed
+/// when the namespace still exists and the interface is a veth.
+fn remove_pod_end(args: &Args) -> Result<(), PluginError> {
+    let Some(path) = &args.netns else {
+        return Ok(());
+    };
+    let netns = match NetNs::open(path) {
+        Ok(ns) => ns,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(PluginError::from_netns(e)),
+    };
+    let mut nl = match netns.netlink() {
+        Ok(nl) => nl,
+        // Not a namespace (any more): nothing of ours can be in it.
+        Err(crate::netlink::NetlinkError::NotNetns { .. }) => return Ok(()),
+        Err(e) => return Err(PluginError::from_netns(e)),
+    };
+    if let Some(pod) = link::get_link(&mut nl, args.ifname())? {
+        if pod.kind.as_deref() == Some("veth") {
+            link::remove_link(&mut nl, args.ifname())?;
+        }
+    }
+    Ok(())
+}

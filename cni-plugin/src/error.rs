@@ -1,0 +1,137 @@
+//! The plugin's error, and the one exhaustive mapping to CNI error codes.
+
+use std::error::Error as _;
+
+use crate::delegate::DelegateError;
+use crate::netlink::NetlinkError;
+use crate::spec::{ConfigError, ErrorCode, ResultError};
+
+/// Invalid or missing `CNI_*` environment variables.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("required environment variables missing: {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    #[error("unknown CNI_COMMAND {0:?}")]
+    UnknownCommand(String),
+    #[error("invalid CNI_CONTAINERID {0:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
+    BadContainerId(String),
+    #[error("invalid CNI_IFNAME: {0}")]
+    BadIfName(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("reading the network configuration from stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("IPAM plugin {plugin} returned an unusable result: {source}")]
+    IpamResult {
+        plugin: String,
+        #[source]
+        source: ResultError,
+    },
+    #[error("IPAM plugin {0} returned no IP address")]
+    IpamNoAddress(String),
+    #[error("IPAM gateway {gateway} does not fit address {address}")]
+    IpamGateway {
+        gateway: std::net::IpAddr,
+        address: ipnetwork::IpNetwork,
+    },
+    #[error("runtimeConfig.mac {0:?} is not a MAC address like 02:42:ac:11:00:02")]
+    BadMac(String),
+    #[error("IPAM: {0}")]
+    Ipam(#[source] DelegateError),
+    #[error("config version {version} does not support {verb}")]
+    VerbNotInVersion {
+        verb: &'static str,
+        version: &'static str,
+    },
+    #[error("the configuration has no ipam section: podnet needs one to address pods")]
+    NoIpam,
+    #[error("GC needs cni.dev/valid-attachments in the configuration")]
+    NoValidAttachments,
+    #[error("{verb} needs a prevResult in the configuration")]
+    MissingPrevResult { verb: &'static str },
+    #[error("container network namespace: {0}")]
+    NetnsMissing(#[source] NetlinkError),
+    #[error("CNI_NETNS: {0}")]
+    NotNetns(#[source] NetlinkError),
+    #[error("CNI_NETNS {0} is the node's own network namespace, not a pod's")]
+    NetnsIsNode(String),
+    #[error("interface {ifname} already exists in {netns}")]
+    InterfaceExists { ifname: String, netns: String },
+    #[error(transparent)]
+    Kernel(#[from] NetlinkError),
+    #[error("check failed: {0}")]
+    Check(String),
+    /// DEL and GC keep going after a failure and report them all at the end.
+    #[error("{} step(s) failed: {}", .0.len(), join(.0))]
+    Several(Vec<PluginError>),
+}
+
+fn join(errors: &[PluginError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl PluginError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Env(_) => ErrorCode::INVALID_ENV,
+            Self::Stdin(_) => ErrorCode::IO,
+            Self::Config(e) => e.code(),
+            Self::IpamResult { source, .. } => source.code(),
+            Self::IpamNoAddress(_) | Self::IpamGateway { .. } => ErrorCode::IPAM,
+            Self::BadMac(_) => ErrorCode::INVALID_CONFIG,
+            Self::Ipam(e) => e.code(),
+            Self::VerbNotInVersion { .. } => ErrorCode::INCOMPATIBLE_VERSION,
+            Self::MissingPrevResult { .. } | Self::NoIpam | Self::NoValidAttachments => {
+                ErrorCode::INVALID_CONFIG
+            }
+            Self::NetnsMissing(_) => ErrorCode::UNKNOWN_CONTAINER,
+            Self::NotNetns(_) | Self::NetnsIsNode(_) => ErrorCode::INVALID_ENV,
+            Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
+            Self::Kernel(_) => ErrorCode::KERNEL,
+            Self::Check(_) => ErrorCode::CHECK_FAILED,
+            Self::Several(errors) => errors
+                .first()
+                .map(PluginError::code)
+                .unwrap_or(ErrorCode::KERNEL),
+        }
+    }
+
+    /// The source chain, for the error reply's `details`.
+    pub fn details(&self) -> String {
+        if let Self::Ipam(e) = self {
+            let d = e.details();
+            if !d.is_empty() {
+                return d;
+            }
+        }
+        let mut chain = Vec::new();
+        let mut source = self.source();
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        chain.join(": ")
+    }
+
+    /// Errors of kernel operations on the pod namespace, sorted out: a
+    /// missing namespace is the container being unknown, a file that is not
+    /// one is bad input.
+    pub fn from_netns(e: NetlinkError) -> Self {
+        match e {
+            NetlinkError::NotNetns { .. } => Self::NotNetns(e),
+            NetlinkError::NetnsOpen { .. } if e.is_not_found() => Self::NetnsMissing(e),
+            NetlinkError::NetnsOpen { .. } => Self::NotNetns(e),
+            other => Self::Kernel(other),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! IPAM by delegation: the plugin named by `ipam.type`, run from CNI_PATH
+//! with the complete configuration, as the reference plugins do.
+
+use crate::delegate;
+use crate::error::PluginError;
+use crate::skel::Args;
+use crate::spec::{CniResult, CniVersion, IpamConf, NetConf};
+
+fn ipam_of(conf: &NetConf) -> Result<&IpamConf, PluginError> {
+    conf.ipam.as_ref().ok_or(PluginError::NoIpam)
+}
+
+/// IPAM ADD: the addresses (and routes, dns) for this attachment.
+pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
+    let ipam = ipam_of(conf)?;
+    let doc = delegate::exec(&ipam.plugin_type, "ADD", args, stdin)
+        .map_err(PluginError::Ipam)?
+        .ok_or_else(|| PluginError::IpamNoAddress(ipam.plugin_type.clone()))?;
+    let result =
+        CniResult::from_json(&doc, conf.cni_version).map_err(|source| PluginError::IpamResult {
+            plugin: ipam.plugin_type.clone(),
+            source,
+        })?;
+    if result.ips.is_empty() {
+        return Err(PluginError::IpamNoAddress(ipam.plugin_type.clone()));
+    }
+    Ok(result)
+}
+
+/// Runs a verb whose success prints nothing: DEL, CHECK, STATUS, GC.
+pub fn forward(verb: &str, args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    let ipam = ipam_of(conf)?;
+    delegate::exec(&ipam.plugin_type, verb, args, stdin)
+        .map(|_| ())
+        .map_err(PluginError::Ipam)
+}
+
+/// STATUS and GC reach the IPAM plugin only when it speaks CNI 1.1: an
+/// older plugin (host-local before 1.5, say) would answer "unknown
+/// command", which is no statement about its readiness.
+pub fn forward_if_supported(
+    verb: &str,
+    args: &Args,
+    conf: &NetConf,
+    stdin: &[u8],
+) -> Result<(), PluginError> {
+    let ipam = ipam_of(conf)?;
+    let version_args = Args {
+        command: crate::skel::Command::Version,
+        ..args.clone()
+    };
+    let request = format!(r#"{{"cniVersion":"{}"}}"#, conf.cni_version);
+    let info = delegate::exec(
+        &ipam.plugin_type,
+        "VERSION",
+        &version_args,
+        request.as_bytes(),
+    )
+    .map_err(PluginError::Ipam)?;
+    let speaks_1_1 = info
+        .as_ref()
+        .and_then(|d| d.get("supportedVersions"))
+        .and_then(|v| v.as_array())
+        .is_some_and(|vs| {
+            vs.iter()
+                .any(|v| v.as_str() == Some(CniVersion::V1_1_0.as_str()))
+        });
+    if !speaks_1_1 {
+        tracing::debug!(plugin = %ipam.plugin_type, verb, "IPAM plugin predates CNI 1.1; not forwarded");
+        return Ok(());
+    }
+    forward(verb, args, conf, stdin)
+}

@@ -1,0 +1,12 @@
+//! podnet, the CNI plugin: veth pairs from a node bridge into pod network
+//! namespaces, addressed by a delegated IPAM plugin.
+
+pub mod cmd;
+pub mod delegate;
+pub mod error;
+pub mod ipam;
+pub mod logging;
+pub mod names;
+pub mod netlink;
+pub mod skel;
+pub mod spec;

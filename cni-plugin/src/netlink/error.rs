@@ -1,0 +1,80 @@
+//! Errors of kernel operations, and the one place errno is classified.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    /// The kernel refused a request; `op` names it the way `ip` would.
+    #[error("{op}: {source}")]
+    Kernel {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("malformed netlink reply: {0}")]
+    Decode(String),
+    #[error("network namespace {}: {source}", path.display())]
+    NetnsOpen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a network namespace", path.display())]
+    NotNetns { path: PathBuf },
+    #[error("the thread that entered network namespace {} failed", path.display())]
+    NetnsThread { path: PathBuf },
+    #[error("sysctl {key}: {source}")]
+    Sysctl {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl NetlinkError {
+    pub fn kernel(op: impl Into<String>, source: io::Error) -> Self {
+        Self::Kernel {
+            op: op.into(),
+            source,
+        }
+    }
+
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Kernel { source, .. }
+            | Self::Socket(source)
+            | Self::NetnsOpen { source, .. }
+            | Self::Sysctl { source, .. } => source.raw_os_error(),
+            Self::Decode(_) | Self::NotNetns { .. } | Self::NetnsThread { .. } => None,
+        }
+    }
+
+    /// The object is already gone: what `remove_*` treats as success.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.errno(),
+            Some(libc_errno::ENODEV)
+                | Some(libc_errno::ENOENT)
+                | Some(libc_errno::ESRCH)
+                | Some(libc_errno::EADDRNOTAVAIL)
+        )
+    }
+
+    /// The object is already there: what `ensure_*` treats as success.
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc_errno::EEXIST)
+    }
+}
+
+/// errno values through nix, so no direct libc dependency is needed.
+pub(crate) mod libc_errno {
+    use nix::errno::Errno;
+    pub const ENODEV: i32 = Errno::ENODEV as i32;
+    pub const ENOENT: i32 = Errno::ENOENT as i32;
+    pub const ESRCH: i32 = Errno::ESRCH as i32;
+    pub const EADDRNOTAVAIL: i32 = Errno::EADDRNOTAVAIL as i32;
+    pub const EEXIST: i32 = Errno::EEXIST as i32;
+}

@@ -1,0 +1,92 @@
+//! Network namespaces: open one by path and run work inside it.
+//!
+//! `setns` changes only the calling thread, so the work runs on a
+//! short-lived thread of its own and the caller's namespace never changes.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sched::{setns, CloneFlags};
+
+use super::{Netlink, NetlinkError};
+
+/// An open handle on a network namespace (a `/run/netns/X` bind mount or a
+/// `/proc/PID/ns/net` file).
+#[derive(Debug)]
+pub struct NetNs {
+    file: File,
+    path: PathBuf,
+}
+
+impl NetNs {
+    /// Opens and checks the namespace: entering it is the one reliable test
+    /// that a path is a network namespace and not some other file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, NetlinkError> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| NetlinkError::NetnsOpen {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Runs `f` on a thread that has entered this namespace. Sockets `f`
+    /// opens stay bound to the namespace after the thread ends.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetlinkError> {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(
+                || match setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET) {
+                    Ok(()) => Ok(f()),
+                    Err(Errno::EINVAL) => Err(NetlinkError::NotNetns {
+                        path: self.path.clone(),
+                    }),
+                    Err(e) => Err(NetlinkError::NetnsOpen {
+                        path: self.path.clone(),
+                        source: e.into(),
+                    }),
+                },
+            );
+            worker.join().unwrap_or_else(|_| {
+                Err(NetlinkError::NetnsThread {
+                    path: self.path.clone(),
+                })
+            })
+        })
+    }
+
+    /// Whether this is the namespace the calling thread is in: a runtime
+    /// bug (or a mistyped path) that would put the pod's interface on the
+    /// node itself.
+    pub fn is_current(&self) -> Result<bool, NetlinkError> {
+        use std::os::unix::fs::MetadataExt;
+        let own = std::fs::metadata("/proc/thread-self/ns/net").map_err(|source| {
+            NetlinkError::NetnsOpen {
+                path: PathBuf::from("/proc/thread-self/ns/net"),
+                source,
+            }
+        })?;
+        let this = self
+            .file
+            .metadata()
+            .map_err(|source| NetlinkError::NetnsOpen {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(own.dev() == this.dev() && own.ino() == this.ino())
+    }
+
+    /// A netlink socket inside this namespace.
+    pub fn netlink(&self) -> Result<Netlink, NetlinkError> {
+        self.run(Netlink::open)?
+    }
+}

@@ -1,0 +1,1 @@
+//! podnet IPAM (see issue 3).
