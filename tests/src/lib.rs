@@ -1,1 +1,18 @@
-//! Test harness.
+//! The test harness: network namespaces standing in for nodes and pods,
+//! the plugins run the way a runtime runs them, and observations of what
+//! they did. Nothing here touches the machine's own namespace.
+
+pub mod bins;
+pub mod net;
+pub mod netns;
+pub mod node;
+pub mod plugin;
+
+/// Root-only tests call this first: they fail loudly, never pass silently,
+/// when they cannot do what they test.
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test creates network namespaces and must run as root (CI runs as root)"
+    );
+}

@@ -1,0 +1,104 @@
+//! Traffic between test namespaces: real packets, bounded in count and time.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use crate::netns::TestNetns;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+/// Sends one UDP datagram from `from` to `to_ip` (inside `to`) and the
+/// reply back; Err describes what did not arrive.
+pub fn udp_round_trip(from: &TestNetns, to: &TestNetns, to_ip: IpAddr) -> Result<(), String> {
+    // Sockets belong to the namespace they were created in.
+    let server = to.run(|| UdpSocket::bind(SocketAddr::new(to_ip, 0)));
+    let server = server.map_err(|e| format!("bind in {}: {e}", to.name()))?;
+    let server_addr = server.local_addr().map_err(|e| e.to_string())?;
+    let unspecified: IpAddr = if to_ip.is_ipv6() {
+        "::".parse().map_err(|_| "addr")?
+    } else {
+        "0.0.0.0".parse().map_err(|_| "addr")?
+    };
+    let client = from
+        .run(|| UdpSocket::bind(SocketAddr::new(unspecified, 0)))
+        .map_err(|e| format!("bind in {}: {e}", from.name()))?;
+    for s in [&server, &client] {
+        s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    }
+    client
+        .send_to(b"ping", server_addr)
+        .map_err(|e| format!("send to {server_addr}: {e}"))?;
+    let mut buf = [0u8; 16];
+    let (n, peer) = server
+        .recv_from(&mut buf)
+        .map_err(|e| format!("{server_addr} received nothing: {e}"))?;
+    if &buf[..n] != b"ping" {
+        return Err("wrong payload".into());
+    }
+    server.send_to(b"pong", peer).map_err(|e| e.to_string())?;
+    let n = client
+        .recv(&mut buf)
+        .map_err(|e| format!("no reply from {server_addr}: {e}"))?;
+    if &buf[..n] != b"pong" {
+        return Err("wrong reply".into());
+    }
+    Ok(())
+}
+
+/// A TCP listener inside `ns` on `port` (all addresses).
+pub fn tcp_listen(ns: &TestNetns, port: u16) -> TcpListener {
+    ns.run(|| TcpListener::bind(("0.0.0.0", port)))
+        .unwrap_or_else(|e| panic!("listen in {}: {e}", ns.name()))
+}
+
+/// Connects from inside `ns` to `addr`, sends a line, reads the echo back
+/// from `listener`'s side (served on a thread).
+pub fn tcp_exchange(ns: &TestNetns, addr: SocketAddr, listener: TcpListener) -> Result<(), String> {
+    use std::io::{Read, Write};
+    // Non-blocking accept with a deadline: the server thread must end even
+    // when the connection never comes.
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let server = std::thread::spawn(move || -> Result<(), String> {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() > deadline {
+                        return Err("nothing connected".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        s.write_all(&buf).map_err(|e| e.to_string())
+    });
+    let stream = ns.run(|| TcpStream::connect_timeout(&addr, WAIT));
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = server.join();
+            return Err(format!("connect to {addr}: {e}"));
+        }
+    };
+    stream
+        .set_read_timeout(Some(WAIT))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(b"hello").map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 5];
+    stream
+        .read_exact(&mut buf)
+        .map_err(|e| format!("no echo from {addr}: {e}"))?;
+    server
+        .join()
+        .map_err(|_| "server thread panicked".to_string())??;
+    if &buf != b"hello" {
+        return Err("wrong echo".into());
+    }
+    Ok(())
+}

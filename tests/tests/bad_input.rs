@@ -1,0 +1,257 @@
+//! Bad input gets one CNI error document on stdout, exit 1, and changes
+//! nothing: no link, no address reserved.
+
+use podnet_tests::bins;
+use podnet_tests::netns::TestNetns;
+use podnet_tests::node::{path_str, TestNode};
+use podnet_tests::plugin::{exec, Invocation, PluginOutput};
+use serde_json::{json, Value};
+
+/// Asserts the error code and that ADD left no trace.
+fn assert_rejected(node: &TestNode, pod: &TestNetns, out: &PluginOutput, code: u64) -> Value {
+    let err = out.err();
+    assert_eq!(err["code"], code, "{err}");
+    assert!(
+        node.host_veths().is_empty(),
+        "left a veth: {:?}",
+        node.host_veths()
+    );
+    assert!(node.reserved("podnet").is_empty(), "left a reservation");
+    assert!(
+        !pod.link_names().contains(&"eth0".to_string()),
+        "left eth0 in the pod"
+    );
+    err
+}
+
+fn raw_add(
+    node: &TestNode,
+    pod: &TestNetns,
+    stdin: &[u8],
+    env: &[(&str, &str)],
+    ifname: &str,
+) -> PluginOutput {
+    let podnet = bins::podnet();
+    let netns = path_str(pod.path());
+    exec(
+        &node.ns,
+        &Invocation {
+            plugin: &podnet,
+            command: "ADD",
+            container_id: "bad",
+            netns: Some(&netns),
+            ifname,
+            cni_path: node.cni_path(),
+            stdin,
+            env,
+        },
+    )
+}
+
+#[test]
+fn malformed_and_invalid_configuration() {
+    let node = TestNode::new(20);
+    let pod = TestNetns::new("pod");
+    let good = node.conf("1.0.0");
+
+    let out = raw_add(&node, &pod, b"{\"cniVersion\": \"1.0.0\", ", &[], "eth0");
+    assert_rejected(&node, &pod, &out, 6);
+    let out = raw_add(&node, &pod, b"", &[], "eth0");
+    assert_rejected(&node, &pod, &out, 6);
+
+    let mut c = good.clone();
+    c["cniVersion"] = json!("9.9.9");
+    let err = assert_rejected(
+        &node,
+        &pod,
+        &raw_add(&node, &pod, c.to_string().as_bytes(), &[], "eth0"),
+        1,
+    );
+    assert!(err["msg"].as_str().unwrap().contains("9.9.9"));
+
+    let mut c = good.clone();
+    c["hairpinmode"] = json!(true);
+    let err = assert_rejected(
+        &node,
+        &pod,
+        &raw_add(&node, &pod, c.to_string().as_bytes(), &[], "eth0"),
+        2,
+    );
+    assert!(err["msg"].as_str().unwrap().contains("hairpinmode"));
+
+    for (key, value) in [
+        ("bridge", json!("a/b")),
+        ("bridge", json!("much-too-long-name")),
+        ("mtu", json!(0)),
+        ("name", json!("")),
+    ] {
+        let mut c = good.clone();
+        c[key] = value;
+        assert_rejected(
+            &node,
+            &pod,
+            &raw_add(&node, &pod, c.to_string().as_bytes(), &[], "eth0"),
+            7,
+        );
+    }
+    let mut c = good.clone();
+    c.as_object_mut().unwrap().remove("ipam");
+    assert_rejected(
+        &node,
+        &pod,
+        &raw_add(&node, &pod, c.to_string().as_bytes(), &[], "eth0"),
+        7,
+    );
+
+    // A namespaced key a tool added is accepted.
+    let mut c = good.clone();
+    c["example.com/annotation"] = json!("x");
+    let out = raw_add(&node, &pod, c.to_string().as_bytes(), &[], "eth0");
+    out.ok();
+    node.del(Some(&pod), "bad", &good);
+}
+
+#[test]
+fn bad_environment() {
+    let node = TestNode::new(21);
+    let pod = TestNetns::new("pod");
+    let conf = node.conf("1.0.0").to_string();
+    let stdin = conf.as_bytes();
+
+    for ifname in ["sixteen-bytes-xx", "a/b", "", "with space", "."] {
+        let out = raw_add(&node, &pod, stdin, &[], ifname);
+        assert_rejected(&node, &pod, &out, 4);
+    }
+
+    // Missing variables: run with CNI_NETNS unset.
+    let podnet = bins::podnet();
+    let out = exec(
+        &node.ns,
+        &Invocation {
+            plugin: &podnet,
+            command: "ADD",
+            container_id: "bad",
+            netns: None,
+            ifname: "eth0",
+            cni_path: node.cni_path(),
+            stdin,
+            env: &[],
+        },
+    );
+    let err = assert_rejected(&node, &pod, &out, 4);
+    assert!(err["msg"].as_str().unwrap().contains("CNI_NETNS"));
+
+    let out = raw_add(&node, &pod, stdin, &[("CNI_COMMAND", "FROB")], "eth0");
+    assert_rejected(&node, &pod, &out, 4);
+    let out = raw_add(&node, &pod, stdin, &[("CNI_CONTAINERID", "-x")], "eth0");
+    assert_rejected(&node, &pod, &out, 4);
+}
+
+#[test]
+fn bad_network_namespaces() {
+    let node = TestNode::new(22);
+    let pod = TestNetns::new("pod");
+    let conf = node.conf("1.0.0");
+
+    // Missing: the container is unknown (3).
+    let out = node.podnet("ADD", "bad", Some("/run/netns/pnt-does-not-exist"), &conf);
+    assert_rejected(&node, &pod, &out, 3);
+
+    // A regular file, and a namespace of another type: not a network namespace (4).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = node.podnet("ADD", "bad", Some(&path_str(file.path())), &conf);
+    let err = assert_rejected(&node, &pod, &out, 4);
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("not a network namespace"),
+        "{err}"
+    );
+    let out = node.podnet("ADD", "bad", Some("/proc/self/ns/uts"), &conf);
+    assert_rejected(&node, &pod, &out, 4);
+
+    // The node's own namespace is never a pod's.
+    let own = format!("/run/netns/{}", node.ns.name());
+    let out = node.podnet("ADD", "bad", Some(&own), &conf);
+    assert_rejected(&node, &pod, &out, 4);
+}
+
+#[test]
+fn interface_already_in_the_pod() {
+    let node = TestNode::new(23);
+    let pod = TestNetns::new("pod");
+    let conf = node.conf("1.0.0");
+    pod.ip(&[
+        "link", "add", "name", "eth0", "type", "veth", "peer", "name", "other",
+    ]);
+    let out = node.podnet("ADD", "bad", Some(&path_str(pod.path())), &conf);
+    let err = out.err();
+    assert_eq!(err["code"], 101, "{err}");
+    assert!(node.host_veths().is_empty());
+    assert!(node.reserved("podnet").is_empty());
+    // The pod's own interface is untouched.
+    assert!(pod.link_names().contains(&"eth0".to_string()));
+    assert!(pod.link_names().contains(&"other".to_string()));
+}
+
+#[test]
+fn ipam_failure_leaves_nothing() {
+    let node = TestNode::new(24);
+    let pod = TestNetns::new("pod");
+    let mut conf = node.conf("1.0.0");
+    // A /30 has one usable host address after the gateway: the second ADD exhausts it.
+    conf["ipam"]["ranges"] = json!([[{"subnet": "10.244.24.0/30"}]]);
+    let first = TestNetns::new("pod");
+    node.add(&first, "first", &conf);
+    let out = node.podnet("ADD", "bad", Some(&path_str(pod.path())), &conf);
+    let err = out.err();
+    assert!(err["msg"].as_str().unwrap().contains("IPAM"), "{err}");
+    assert!(!pod.link_names().contains(&"eth0".to_string()));
+    assert_eq!(node.host_veths().len(), 1);
+    node.del(Some(&first), "first", &conf);
+    assert!(node.reserved("podnet").is_empty());
+
+    // An IPAM plugin that is not installed.
+    conf["ipam"]["type"] = json!("no-such-ipam");
+    let out = node.podnet("ADD", "bad", Some(&path_str(pod.path())), &conf);
+    assert_rejected(&node, &pod, &out, 102);
+}
+
+/// Arbitrary bytes on stdin: never a panic, always exactly one document.
+#[test]
+fn no_panic_on_any_input() {
+    let node = TestNode::new(25);
+    let pod = TestNetns::new("pod");
+    let good = node.conf("1.0.0").to_string();
+    let mut inputs: Vec<Vec<u8>> = vec![
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"\"x\"".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        b"{\"cniVersion\":1}".to_vec(),
+        b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"podnet\",\"ipam\":{\"type\":\"host-local\"},\"prevResult\":{\"ips\":[{\"address\":\"1.2.3.4/99\"}]}}".to_vec(),
+        b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"podnet\",\"ipam\":{\"type\":\"../../bin/sh\"}}".to_vec(),
+        b"{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"type\":\"podnet\",\"ipam\":{\"type\":\"host-local\"},\"runtimeConfig\":{\"mac\":\"zz\"}}".to_vec(),
+    ];
+    // Every truncation of a valid config, byte by byte from the end.
+    let bytes = good.as_bytes();
+    inputs.extend((1..bytes.len()).step_by(7).map(|n| bytes[..n].to_vec()));
+    for input in &inputs {
+        for verb in ["ADD", "CHECK", "DEL", "STATUS", "GC", "VERSION"] {
+            let out = raw_add(&node, &pod, input, &[("CNI_COMMAND", verb)], "eth0");
+            assert!(
+                matches!(out.code, Some(0) | Some(1)),
+                "{verb} {:?}: exit {:?} stderr {}",
+                String::from_utf8_lossy(input),
+                out.code,
+                out.stderr
+            );
+            if out.code == Some(1) {
+                out.err();
+            }
+        }
+    }
+    assert!(node.host_veths().is_empty());
+    assert!(node.reserved("n").is_empty());
+}
