@@ -42,6 +42,17 @@ pub enum PluginError {
     },
     #[error("runtimeConfig.mac {0:?} is not a MAC address like 02:42:ac:11:00:02")]
     BadMac(String),
+    #[error("ipam section: {message}")]
+    IpamConfig {
+        unknown_field: bool,
+        message: String,
+    },
+    #[error(transparent)]
+    Daemon(podnet_ipam::client::ClientError),
+    #[error("not ready: {0}")]
+    NotReady(String),
+    #[error("podnetd is down and the release could not be spooled: {0}")]
+    Spool(#[source] std::io::Error),
     #[error("IPAM: {0}")]
     Ipam(#[source] DelegateError),
     #[error("config version {version} does not support {verb}")]
@@ -65,6 +76,10 @@ pub enum PluginError {
     InterfaceExists { ifname: String, netns: String },
     #[error(transparent)]
     Kernel(#[from] NetlinkError),
+    #[error("{name} exists and is a {kind} link, not a bridge")]
+    NotABridge { name: String, kind: String },
+    #[error("the IPAM request thread failed")]
+    IpamThread,
     #[error("check failed: {0}")]
     Check(String),
     /// DEL and GC keep going after a failure and report them all at the end.
@@ -80,7 +95,46 @@ fn join(errors: &[PluginError]) -> String {
         .join("; ")
 }
 
+fn daemon_code(e: &podnet_ipam::client::ClientError) -> ErrorCode {
+    use podnet_ipam::client::ClientError as C;
+    use podnet_ipam::proto::ErrorKind as K;
+    match e {
+        // Down, restarting, or not yet holding a node CIDR: the runtime
+        // retries the pod later.
+        C::Unavailable { .. }
+        | C::Interrupted { .. }
+        | C::Daemon {
+            kind: K::NotReady, ..
+        } => ErrorCode::TRY_AGAIN_LATER,
+        C::Daemon {
+            kind: K::InvalidRequest,
+            ..
+        } => ErrorCode::INVALID_CONFIG,
+        C::Daemon {
+            kind: K::Exhausted, ..
+        }
+        | C::Daemon {
+            kind: K::Internal, ..
+        }
+        | C::Io { .. }
+        | C::Protocol(_) => ErrorCode::IPAM,
+    }
+}
+
 impl PluginError {
+    /// Whether the IPAM request may have reserved something that a
+    /// rollback must release. A daemon that could not be reached, or an
+    /// IPAM plugin that does not exist, reserved nothing.
+    pub fn ipam_may_have_reserved(&self) -> bool {
+        !matches!(
+            self,
+            Self::Daemon(podnet_ipam::client::ClientError::Unavailable { .. })
+                | Self::Ipam(DelegateError::NotFound { .. })
+                | Self::NoIpam
+                | Self::IpamConfig { .. }
+        )
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Env(_) => ErrorCode::INVALID_ENV,
@@ -90,6 +144,17 @@ impl PluginError {
             Self::IpamNoAddress(_) | Self::IpamGateway { .. } => ErrorCode::IPAM,
             Self::BadMac(_) => ErrorCode::INVALID_CONFIG,
             Self::Ipam(e) => e.code(),
+            Self::IpamConfig {
+                unknown_field: true,
+                ..
+            } => ErrorCode::UNSUPPORTED_FIELD,
+            Self::IpamConfig {
+                unknown_field: false,
+                ..
+            } => ErrorCode::INVALID_CONFIG,
+            Self::Daemon(e) => daemon_code(e),
+            Self::NotReady(_) => ErrorCode::NOT_AVAILABLE,
+            Self::Spool(_) => ErrorCode::IO,
             Self::VerbNotInVersion { .. } => ErrorCode::INCOMPATIBLE_VERSION,
             Self::MissingPrevResult { .. } | Self::NoIpam | Self::NoValidAttachments => {
                 ErrorCode::INVALID_CONFIG
@@ -97,7 +162,8 @@ impl PluginError {
             Self::NetnsMissing(_) => ErrorCode::UNKNOWN_CONTAINER,
             Self::NotNetns(_) | Self::NetnsIsNode(_) => ErrorCode::INVALID_ENV,
             Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
-            Self::Kernel(_) => ErrorCode::KERNEL,
+            Self::Kernel(_) | Self::IpamThread => ErrorCode::KERNEL,
+            Self::NotABridge { .. } => ErrorCode::INVALID_CONFIG,
             Self::Check(_) => ErrorCode::CHECK_FAILED,
             Self::Several(errors) => errors
                 .first()

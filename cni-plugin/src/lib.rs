@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod delegate;
 pub mod error;
 pub mod ipam;
+pub mod ipam_plugin;
 pub mod logging;
 pub mod names;
 pub mod netlink;

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use crate::cmd;
 use crate::error::{EnvError, PluginError};
-use crate::spec::{CniVersion, ConfigError, ErrorReply, IfName, NetConf, VersionRequest};
+use crate::spec::{
+    CniResult, CniVersion, ConfigError, ErrorReply, IfName, NetConf, VersionRequest,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -131,8 +133,30 @@ pub enum Reply {
     Nothing,
 }
 
+/// What one plugin binary does for each verb: `podnet` and `podnet-ipam`
+/// share the rest of the skeleton.
+pub struct Plugin {
+    /// Reads the network configuration from stdin.
+    pub parse: fn(&[u8]) -> Result<NetConf, ConfigError>,
+    pub add: fn(&Args, &NetConf, &[u8]) -> Result<CniResult, PluginError>,
+    pub del: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
+    pub check: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
+    pub status: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
+    pub gc: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
+}
+
+/// The `podnet` plugin.
+pub const PODNET: Plugin = Plugin {
+    parse: NetConf::parse,
+    add: cmd::add::add,
+    del: cmd::del::del,
+    check: cmd::check::check,
+    status: cmd::status::status,
+    gc: cmd::gc::gc,
+};
+
 /// The whole plugin: parse once, dispatch, print once.
-pub fn run() -> ExitCode {
+pub fn run(plugin: &Plugin) -> ExitCode {
     crate::logging::init();
     let mut stdin = Vec::new();
     let outcome = Args::from_env(|k: &str| std::env::var_os(k))
@@ -144,7 +168,7 @@ pub fn run() -> ExitCode {
             Ok(args)
         });
     let (reply, version) = match outcome {
-        Ok(args) => dispatch(&args, &stdin),
+        Ok(args) => dispatch(plugin, &args, &stdin),
         Err(e) => (Err(e), None),
     };
     print_reply(reply, version)
@@ -152,7 +176,11 @@ pub fn run() -> ExitCode {
 
 /// Runs one verb. Returns the reply and, when the configuration was read,
 /// its version (error replies are written in it).
-pub fn dispatch(args: &Args, stdin: &[u8]) -> (Result<Reply, PluginError>, Option<CniVersion>) {
+pub fn dispatch(
+    plugin: &Plugin,
+    args: &Args,
+    stdin: &[u8],
+) -> (Result<Reply, PluginError>, Option<CniVersion>) {
     if args.command == Command::Version {
         return (
             VersionRequest::parse(stdin)
@@ -161,13 +189,13 @@ pub fn dispatch(args: &Args, stdin: &[u8]) -> (Result<Reply, PluginError>, Optio
             None,
         );
     }
-    let conf = match NetConf::parse(stdin) {
+    let conf = match (plugin.parse)(stdin) {
         Ok(c) => c,
         // DEL must succeed to the fullest extent: a prevResult it cannot
         // read is no reason to leave the pod's resources behind.
         Err(ConfigError::PrevResult(e)) if args.command == Command::Del => {
             tracing::warn!(error = %e, "DEL ignores an unreadable prevResult");
-            match without_prev_result(stdin) {
+            match without_prev_result(plugin, stdin) {
                 Ok(c) => c,
                 Err(e) => return (Err(e.into()), None),
             }
@@ -183,12 +211,12 @@ pub fn dispatch(args: &Args, stdin: &[u8]) -> (Result<Reply, PluginError>, Optio
     let _enter = span.enter();
     let reply = match args.command {
         Command::Add => {
-            cmd::add::add(args, &conf, stdin).map(|r| Reply::Json(r.to_json(conf.cni_version)))
+            (plugin.add)(args, &conf, stdin).map(|r| Reply::Json(r.to_json(conf.cni_version)))
         }
-        Command::Del => cmd::del::del(args, &conf, stdin).map(|()| Reply::Nothing),
-        Command::Check => cmd::check::check(args, &conf, stdin).map(|()| Reply::Nothing),
-        Command::Status => cmd::status::status(args, &conf, stdin).map(|()| Reply::Nothing),
-        Command::Gc => cmd::gc::gc(args, &conf, stdin).map(|()| Reply::Nothing),
+        Command::Del => (plugin.del)(args, &conf, stdin).map(|()| Reply::Nothing),
+        Command::Check => (plugin.check)(args, &conf, stdin).map(|()| Reply::Nothing),
+        Command::Status => (plugin.status)(args, &conf, stdin).map(|()| Reply::Nothing),
+        Command::Gc => (plugin.gc)(args, &conf, stdin).map(|()| Reply::Nothing),
         Command::Version => Ok(Reply::Json(cmd::version::version(None))),
     };
     if let Err(e) = &reply {
@@ -197,13 +225,13 @@ pub fn dispatch(args: &Args, stdin: &[u8]) -> (Result<Reply, PluginError>, Optio
     (reply, Some(conf.cni_version))
 }
 
-fn without_prev_result(stdin: &[u8]) -> Result<NetConf, ConfigError> {
+fn without_prev_result(plugin: &Plugin, stdin: &[u8]) -> Result<NetConf, ConfigError> {
     let mut doc: serde_json::Value =
         serde_json::from_slice(stdin).map_err(ConfigError::Malformed)?;
     if let Some(obj) = doc.as_object_mut() {
         obj.remove("prevResult");
     }
-    NetConf::parse(doc.to_string().as_bytes())
+    (plugin.parse)(doc.to_string().as_bytes())
 }
 
 fn print_reply(reply: Result<Reply, PluginError>, version: Option<CniVersion>) -> ExitCode {

@@ -1,1 +1,5 @@
-fn main() {}
+//! `podnetd`, the node daemon.
+
+fn main() -> std::process::ExitCode {
+    podnetd::cli::main()
+}

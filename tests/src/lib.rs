@@ -3,6 +3,7 @@
 //! they did. Nothing here touches the machine's own namespace.
 
 pub mod bins;
+pub mod daemon;
 pub mod net;
 pub mod netns;
 pub mod node;

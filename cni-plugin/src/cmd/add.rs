@@ -33,15 +33,72 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
             netns: netns_path.display().to_string(),
         });
     }
-    let ipam_result = match ipam::add(args, conf, stdin) {
+    let mut host_nl = Netlink::open()?;
+
+    // The IPAM request (a process or a daemon round trip) is most of an
+    // ADD's time; the links are wired meanwhile, so our own work hides
+    // behind it.
+    let (ipam_result, wired) = std::thread::scope(|s| {
+        let ipam = s.spawn(|| ipam::add(args, conf, stdin));
+        let wired = wire(
+            args,
+            conf,
+            &netns,
+            &mut host_nl,
+            &mut pod_nl,
+            pod_mac.clone(),
+        );
+        let ipam_result = ipam.join().unwrap_or(Err(PluginError::IpamThread));
+        (ipam_result, wired)
+    });
+
+    let ipam_result = match ipam_result {
         Ok(r) => r,
         Err(e) => {
-            // The IPAM plugin may have reserved before it failed.
-            undo(args, conf, stdin);
+            // Leave nothing: our links go, and a reservation the IPAM
+            // plugin may have made before failing is released.
+            let host_name = names::host_veth_name(args.container_id(), args.ifname());
+            if let Err(err) = link::remove_link(&mut host_nl, &host_name) {
+                tracing::warn!(error = %err, "removing the veth of a failed ADD");
+            }
+            if e.ipam_may_have_reserved() {
+                if let Err(err) = ipam::del(args, conf, stdin) {
+                    tracing::warn!(error = %err, "releasing the address of a failed ADD");
+                }
+            }
             return Err(e);
         }
     };
-    match plumb(args, conf, &netns, &mut pod_nl, pod_mac, ipam_result) {
+    let finished = wired.and_then(|w| match w {
+        Some(w) => Ok(w),
+        // The first pod of the node: the bridge is created only now that
+        // IPAM has answered, so a failed ADD never leaves one behind.
+        None => {
+            link::ensure_bridge(
+                &mut host_nl,
+                conf.bridge.as_str(),
+                names::bridge_mac(conf.bridge.as_str()),
+                None,
+            )?;
+            wire(args, conf, &netns, &mut host_nl, &mut pod_nl, pod_mac)?.ok_or_else(|| {
+                PluginError::Kernel(NetlinkError::kernel(
+                    format!("ip link show {}", conf.bridge),
+                    std::io::Error::other("the bridge vanished right after it was created"),
+                ))
+            })
+        }
+    });
+    match finished.and_then(|w| {
+        address(
+            args,
+            conf,
+            &netns,
+            &mut host_nl,
+            &mut pod_nl,
+            w,
+            ipam_result,
+        )
+    }) {
         Ok(result) => Ok(result),
         Err(e) => {
             undo(args, conf, stdin);
@@ -91,40 +148,43 @@ fn parse_mac(text: &str) -> Option<Vec<u8>> {
     (bytes.len() == 6).then_some(bytes)
 }
 
-fn plumb(
+/// The links of one attachment, wired before the addresses are known.
+struct Wired {
+    bridge_index: u32,
+    mtu: u32,
+    host_name: String,
+    host_mac: [u8; 6],
+    pod: link::Link,
+}
+
+/// The veth pair: host end on the bridge, pod end in the pod, both up.
+/// `None` when the bridge does not exist yet.
+fn wire(
     args: &Args,
     conf: &NetConf,
     netns: &NetNs,
+    host_nl: &mut Netlink,
     pod_nl: &mut Netlink,
     pod_mac: Option<Vec<u8>>,
-    ipam: CniResult,
-) -> Result<CniResult, PluginError> {
+) -> Result<Option<Wired>, PluginError> {
     let ifname = args.ifname();
     let container_id = args.container_id();
-    let mut host_nl = Netlink::open()?;
+    let Some(bridge) = link::get_link(host_nl, conf.bridge.as_str())? else {
+        return Ok(None);
+    };
+    if bridge.kind.as_deref() != Some("bridge") {
+        return Err(PluginError::NotABridge {
+            name: conf.bridge.to_string(),
+            kind: bridge.kind.unwrap_or_else(|| "plain".into()),
+        });
+    }
+    if !bridge.up {
+        link::set_up(host_nl, bridge.index)?;
+    }
     let mtu = match conf.mtu {
         Some(m) => m,
-        None => detect_mtu(&mut host_nl)?,
+        None => detect_mtu(host_nl)?,
     };
-
-    let bridge = link::ensure_bridge(
-        &mut host_nl,
-        conf.bridge.as_str(),
-        names::bridge_mac(conf.bridge.as_str()),
-        None,
-    )?;
-    let gateways: Vec<Option<IpAddr>> = ipam.ips.iter().map(gateway_of).collect();
-    for (ip, gw) in ipam.ips.iter().zip(&gateways) {
-        if let Some(gw) = gw {
-            let on_bridge =
-                IpNetwork::new(*gw, ip.address.prefix()).map_err(|_| PluginError::IpamGateway {
-                    gateway: *gw,
-                    address: ip.address,
-                })?;
-            addr::ensure_address(&mut host_nl, bridge.index, on_bridge)?;
-        }
-    }
-
     let host_name = names::host_veth_name(container_id, ifname);
     let host_mac = names::host_veth_mac(container_id, ifname);
     let pair = link::VethPair {
@@ -136,7 +196,7 @@ fn plumb(
         mtu,
         bridge_index: bridge.index,
     };
-    match link::add_veth(&mut host_nl, &pair) {
+    match link::add_veth(host_nl, &pair) {
         Err(e) if e.is_exists() => {
             return Err(PluginError::InterfaceExists {
                 ifname: host_name,
@@ -146,11 +206,10 @@ fn plumb(
         other => other?,
     }
     if conf.hairpin_mode {
-        if let Some(host) = link::get_link(&mut host_nl, &host_name)? {
-            link::set_hairpin(&mut host_nl, host.index, true)?;
+        if let Some(host) = link::get_link(host_nl, &host_name)? {
+            link::set_hairpin(host_nl, host.index, true)?;
         }
     }
-
     let pod = link::get_link(pod_nl, ifname)?.ok_or_else(|| {
         PluginError::Kernel(NetlinkError::kernel(
             format!("ip link show {ifname}"),
@@ -158,10 +217,40 @@ fn plumb(
         ))
     })?;
     link::set_up(pod_nl, pod.index)?;
+    Ok(Some(Wired {
+        bridge_index: bridge.index,
+        mtu,
+        host_name,
+        host_mac,
+        pod,
+    }))
+}
+
+/// Addresses and routes from IPAM's answer, and the result.
+fn address(
+    args: &Args,
+    conf: &NetConf,
+    netns: &NetNs,
+    host_nl: &mut Netlink,
+    pod_nl: &mut Netlink,
+    wired: Wired,
+    ipam: CniResult,
+) -> Result<CniResult, PluginError> {
+    let gateways: Vec<Option<IpAddr>> = ipam.ips.iter().map(gateway_of).collect();
+    for (ip, gw) in ipam.ips.iter().zip(&gateways) {
+        if let Some(gw) = gw {
+            let on_bridge =
+                IpNetwork::new(*gw, ip.address.prefix()).map_err(|_| PluginError::IpamGateway {
+                    gateway: *gw,
+                    address: ip.address,
+                })?;
+            addr::ensure_address(host_nl, wired.bridge_index, on_bridge)?;
+        }
+    }
+    let pod = &wired.pod;
     for ip in &ipam.ips {
         addr::add_address(pod_nl, pod.index, ip.address)?;
     }
-
     let routes = routes_for(&ipam, &gateways);
     for r in &routes {
         let mut entry = route::RouteEntry::new(r.dst, r.gw, Some(pod.index));
@@ -178,13 +267,13 @@ fn plumb(
     }
 
     let host_if = Interface {
-        name: host_name,
-        mac: link::format_mac(&host_mac),
-        mtu: Some(mtu),
+        name: wired.host_name,
+        mac: link::format_mac(&wired.host_mac),
+        mtu: Some(wired.mtu),
         ..Default::default()
     };
     let pod_if = Interface {
-        name: ifname.to_string(),
+        name: args.ifname().to_string(),
         mac: pod.mac_string(),
         mtu: Some(pod.mtu),
         sandbox: Some(netns.path().display().to_string()),

@@ -89,5 +89,5 @@ pub fn check(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginErro
         )));
     }
 
-    ipam::forward("CHECK", args, conf, stdin)
+    ipam::check(args, conf, stdin)
 }

@@ -10,6 +10,26 @@ use crate::skel::Args;
 use crate::spec::NetConf;
 
 pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    // The release runs while the kernel deletes the veth (its ~10 ms are
+    // DEL's floor): neither waits for the other.
+    let (links, released) = std::thread::scope(|s| {
+        let ipam = s.spawn(|| ipam::del(args, conf, stdin));
+        let links = remove_links(args);
+        (links, ipam.join().unwrap_or(Err(PluginError::IpamThread)))
+    });
+    let mut errors = links;
+    // Always, so the address is released even when the namespace is gone.
+    if let Err(e) = released {
+        errors.push(e);
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(PluginError::Several(errors)),
+    }
+}
+
+fn remove_links(args: &Args) -> Vec<PluginError> {
     let mut errors = Vec::new();
 
     // Deleting the host end takes the pod end with it, wherever the pod's
@@ -27,17 +47,7 @@ pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError>
             errors.push(e);
         }
     }
-
-    // Always, so the address is released even when the namespace is gone.
-    if let Err(e) = ipam::forward("DEL", args, conf, stdin) {
-        errors.push(e);
-    }
-
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(PluginError::Several(errors)),
-    }
+    errors
 }
 
 /// A pod end whose host end is missing (deleted by hand, say): removed

@@ -31,7 +31,7 @@ pub fn gc(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> 
     if let Err(e) = remove_stale_veths(conf, &keep) {
         errors.push(e);
     }
-    if let Err(e) = ipam::forward_if_supported("GC", args, conf, stdin) {
+    if let Err(e) = ipam::gc(args, conf, stdin) {
         errors.push(e);
     }
     match errors.len() {

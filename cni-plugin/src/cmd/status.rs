@@ -13,5 +13,5 @@ pub fn status(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginErr
             version: conf.cni_version.as_str(),
         });
     }
-    ipam::forward_if_supported("STATUS", args, conf, stdin)
+    ipam::status(args, conf, stdin)
 }

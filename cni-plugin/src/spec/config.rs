@@ -249,7 +249,21 @@ fn check_mac(field: &str, mac: &str) -> Result<(), ConfigError> {
 }
 
 impl NetConf {
+    /// The configuration of podnet itself: its own keys are checked and
+    /// unknown top-level keys refused.
     pub fn parse(bytes: &[u8]) -> Result<NetConf, ConfigError> {
+        Self::parse_with(bytes, true)
+    }
+
+    /// The configuration as an IPAM plugin sees it: the top level belongs
+    /// to whichever plugin delegated to us (bridge, ptp, ...), so its keys
+    /// are neither checked nor refused, and podnet's own keys keep their
+    /// defaults.
+    pub fn parse_for_ipam(bytes: &[u8]) -> Result<NetConf, ConfigError> {
+        Self::parse_with(bytes, false)
+    }
+
+    fn parse_with(bytes: &[u8], own: bool) -> Result<NetConf, ConfigError> {
         let raw: Value = serde_json::from_slice(bytes).map_err(ConfigError::Malformed)?;
         let obj = raw.as_object().ok_or(ConfigError::NotAnObject)?;
 
@@ -270,7 +284,9 @@ impl NetConf {
         // An explicit allowlist rather than serde's deny_unknown_fields: the spec's
         // reserved/well-known keys and any namespaced key must pass, only real unknowns fail.
         if let Some((key, value)) = obj.iter().find(|(k, _)| {
-            !k.contains('/') && !OWN_KEYS.contains(&k.as_str()) && !SPEC_KEYS.contains(&k.as_str())
+            own && !k.contains('/')
+                && !OWN_KEYS.contains(&k.as_str())
+                && !SPEC_KEYS.contains(&k.as_str())
         }) {
             return Err(ConfigError::UnsupportedField {
                 key: key.clone(),
@@ -288,7 +304,9 @@ impl NetConf {
         let plugin_type = required_string(obj, "type")?;
         check_plugin_type("type", &plugin_type)?;
 
-        let bridge = match present(obj, "bridge") {
+        // Another plugin's keys of the same names are not ours to read.
+        let mine = |key: &str| if own { present(obj, key) } else { None };
+        let bridge = match mine("bridge") {
             None => IfName::try_from(DEFAULT_BRIDGE).map_err(|e| invalid("bridge", e))?,
             Some(Value::String(s)) => {
                 IfName::try_from(s.as_str()).map_err(|e| invalid("bridge", e))?
@@ -301,7 +319,7 @@ impl NetConf {
             }
         };
 
-        let mtu = match present(obj, "mtu") {
+        let mtu = match mine("mtu") {
             None => None,
             Some(v) => match v.as_u64() {
                 Some(n) if (MTU_MIN..=MTU_MAX).contains(&n) => u32::try_from(n).ok(),
@@ -314,7 +332,7 @@ impl NetConf {
             },
         };
 
-        let hairpin_mode = match present(obj, "hairpinMode") {
+        let hairpin_mode = match mine("hairpinMode") {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(v) => {

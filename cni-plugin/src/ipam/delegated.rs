@@ -1,14 +1,11 @@
 //! IPAM by delegation: the plugin named by `ipam.type`, run from CNI_PATH
 //! with the complete configuration, as the reference plugins do.
 
+use super::ipam_of;
 use crate::delegate;
 use crate::error::PluginError;
 use crate::skel::Args;
-use crate::spec::{CniResult, CniVersion, IpamConf, NetConf};
-
-fn ipam_of(conf: &NetConf) -> Result<&IpamConf, PluginError> {
-    conf.ipam.as_ref().ok_or(PluginError::NoIpam)
-}
+use crate::spec::{CniResult, CniVersion, NetConf};
 
 /// IPAM ADD: the addresses (and routes, dns) for this attachment.
 pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {

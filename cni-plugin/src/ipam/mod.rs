@@ -1,0 +1,58 @@
+//! Addresses for a pod: from podnetd directly when `ipam.type` is
+//! `podnet-ipam` (no second process on the ADD path), otherwise from the
+//! IPAM plugin `ipam.type` names, executed as the spec describes.
+
+pub mod delegated;
+pub mod native;
+
+use crate::error::PluginError;
+use crate::skel::Args;
+use crate::spec::{CniResult, IpamConf, NetConf};
+
+pub(crate) fn ipam_of(conf: &NetConf) -> Result<&IpamConf, PluginError> {
+    conf.ipam.as_ref().ok_or(PluginError::NoIpam)
+}
+
+fn native_conf(conf: &NetConf) -> Result<Option<native::NativeConf>, PluginError> {
+    let ipam = ipam_of(conf)?;
+    if ipam.plugin_type == native::PLUGIN_TYPE {
+        native::NativeConf::parse(&ipam.raw).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
+    match native_conf(conf)? {
+        Some(n) => native::add(args, conf, &n),
+        None => delegated::add(args, conf, stdin),
+    }
+}
+
+pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    match native_conf(conf)? {
+        Some(n) => native::del(args, &n),
+        None => delegated::forward("DEL", args, conf, stdin),
+    }
+}
+
+pub fn check(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    match native_conf(conf)? {
+        Some(n) => native::check(args, conf, &n),
+        None => delegated::forward("CHECK", args, conf, stdin),
+    }
+}
+
+pub fn status(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    match native_conf(conf)? {
+        Some(n) => native::status(&n),
+        None => delegated::forward_if_supported("STATUS", args, conf, stdin),
+    }
+}
+
+pub fn gc(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+    match native_conf(conf)? {
+        Some(n) => native::gc(conf, &n),
+        None => delegated::forward_if_supported("GC", args, conf, stdin),
+    }
+}

@@ -1,0 +1,98 @@
+//! podnetd's settings, from flags or the environment (a DaemonSet sets
+//! them from a ConfigMap and the downward API).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ipnetwork::IpNetwork;
+use podnet_ipam::cidr::{node_prefix_v4, ClusterConfig, DEFAULT_NODE_PREFIX_V6};
+
+use crate::error::DaemonError;
+
+#[derive(Clone, Debug, Args)]
+pub struct DaemonConfig {
+    /// This node's name in the cluster.
+    #[arg(long, env = "PODNET_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// The cluster's pod range(s), IPv4 and/or IPv6; node CIDRs are carved
+    /// from them. Repeat or separate with commas.
+    #[arg(
+        long,
+        env = "PODNET_CLUSTER_CIDR",
+        value_delimiter = ',',
+        default_value = "10.244.0.0/16"
+    )]
+    pub cluster_cidr: Vec<IpNetwork>,
+
+    /// Pods per node; sizes the IPv4 node CIDR (110 -> /24, as GKE does).
+    #[arg(long, env = "PODNET_MAX_PODS", default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// Prefix length of each node's IPv6 CIDR.
+    #[arg(long, env = "PODNET_NODE_PREFIX_V6", default_value_t = DEFAULT_NODE_PREFIX_V6)]
+    pub node_prefix_v6: u8,
+
+    /// Where the sled database lives.
+    #[arg(long, env = "PODNET_STATE_DIR", default_value = "/var/lib/podnet")]
+    pub state_dir: PathBuf,
+
+    /// Where the IPAM socket is created (the directory is made root-only).
+    #[arg(long, env = "PODNET_RUN_DIR", default_value = "/run/podnet")]
+    pub run_dir: PathBuf,
+
+    /// Releases the plugins wrote while the daemon was unreachable.
+    #[arg(long, env = "PODNET_SPOOL_DIR", default_value = podnet_ipam::spool::DEFAULT_SPOOL_DIR)]
+    pub spool_dir: PathBuf,
+
+    /// How often the leak reclaimer looks, in seconds.
+    #[arg(long, env = "PODNET_RECLAIM_INTERVAL", default_value_t = 30)]
+    pub reclaim_interval_secs: u64,
+
+    /// How long a pod's namespace must have been gone before its addresses
+    /// are reclaimed, in seconds (a DEL on its way gets this long).
+    #[arg(long, env = "PODNET_RECLAIM_GRACE", default_value_t = 60)]
+    pub reclaim_grace_secs: u64,
+
+    /// Prometheus metrics and health endpoints (`/metrics`, `/healthz`,
+    /// `/readyz`); off unless given.
+    #[arg(long, env = "PODNET_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl DaemonConfig {
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("ipam.sock")
+    }
+
+    pub fn reclaim_interval(&self) -> Duration {
+        Duration::from_secs(self.reclaim_interval_secs.max(1))
+    }
+
+    pub fn reclaim_grace(&self) -> Duration {
+        Duration::from_secs(self.reclaim_grace_secs)
+    }
+
+    /// The node name: as configured, else the host name.
+    pub fn node_name(&self) -> Result<String, DaemonError> {
+        if let Some(n) = &self.node_name {
+            return Ok(n.clone());
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| DaemonError::Config("no --node-name and no host name".into()))
+    }
+
+    pub fn cluster(&self) -> Result<ClusterConfig, DaemonError> {
+        let v4 = node_prefix_v4(self.max_pods)?;
+        Ok(ClusterConfig::new(
+            self.cluster_cidr.clone(),
+            v4,
+            self.node_prefix_v6,
+        )?)
+    }
+}

@@ -1,0 +1,145 @@
+//! The IPAM service: one protocol request in, one response out. Sync and
+//! quick (the pool holds its lock for microseconds; fsync happens outside
+//! it), so the server runs it on tokio's blocking pool.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ipnetwork::IpNetwork;
+use podnet_ipam::error::IpamError;
+use podnet_ipam::pool::{AllocateRequest, AttachmentKey, Pool, PoolStore, SledPoolStore};
+use podnet_ipam::proto::{ErrorKind, Request, Response};
+use podnet_ipam::spool::Spool;
+
+use crate::metrics::Metrics;
+
+pub struct Service<S: PoolStore = SledPoolStore> {
+    pub node: String,
+    pub node_cidrs: Vec<IpNetwork>,
+    pub pool: Pool<S>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn error(e: &IpamError) -> Response {
+    let kind = if e.is_exhausted() {
+        ErrorKind::Exhausted
+    } else if matches!(e, IpamError::Store(_) | IpamError::Corrupt { .. }) {
+        ErrorKind::Internal
+    } else {
+        ErrorKind::InvalidRequest
+    };
+    Response::Error {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+impl<S: PoolStore> Service<S> {
+    pub fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Add {
+                key,
+                netns,
+                requested,
+            } => match self.pool.allocate(&AllocateRequest {
+                key,
+                netns,
+                requested,
+            }) {
+                Ok(allocation) => {
+                    Metrics::inc(&self.metrics.allocations);
+                    tracing::debug!(container = %allocation.key.container_id, ips = ?allocation.ips, "allocated");
+                    Response::Allocated { allocation }
+                }
+                Err(e) => {
+                    Metrics::inc(&self.metrics.allocation_errors);
+                    tracing::warn!(error = %e, "allocation failed");
+                    error(&e)
+                }
+            },
+            Request::Del { key } => match self.release(&key) {
+                Ok(found) => {
+                    if found {
+                        Metrics::inc(&self.metrics.releases);
+                    }
+                    Response::Released { found }
+                }
+                Err(e) => error(&e),
+            },
+            Request::Check { key } => match self.pool.get(&key) {
+                Ok(Some(allocation)) => Response::Allocated { allocation },
+                Ok(None) => Response::Unknown,
+                Err(e) => error(&e),
+            },
+            Request::Status => Response::Status {
+                ready: true,
+                node: self.node.clone(),
+                node_cidrs: self.node_cidrs.clone(),
+                detail: "serving".into(),
+            },
+            Request::Gc { valid } => self.gc(&valid),
+            Request::List => match (self.pool.list(), self.pool.usage()) {
+                (Ok(allocations), Ok(usage)) => Response::Listing {
+                    node: self.node.clone(),
+                    node_cidrs: self.node_cidrs.clone(),
+                    allocations,
+                    usage,
+                },
+                (Err(e), _) | (_, Err(e)) => error(&e),
+            },
+        }
+    }
+
+    /// Releases durably: a DEL acknowledged and then lost to a crash would
+    /// leak the address.
+    pub fn release(&self, key: &AttachmentKey) -> Result<bool, IpamError> {
+        let found = self.pool.release(key)?.is_some();
+        if found {
+            self.pool.store().flush()?;
+        }
+        Ok(found)
+    }
+
+    fn gc(&self, valid: &[AttachmentKey]) -> Response {
+        let keep: HashSet<&AttachmentKey> = valid.iter().collect();
+        let all = match self.pool.list() {
+            Ok(a) => a,
+            Err(e) => return error(&e),
+        };
+        let mut released = Vec::new();
+        for a in all.into_iter().filter(|a| !keep.contains(&a.key)) {
+            match self.release(&a.key) {
+                Ok(_) => {
+                    tracing::info!(container = %a.key.container_id, ifname = %a.key.ifname, ips = ?a.ips, "GC released");
+                    Metrics::inc(&self.metrics.gc_released);
+                    released.push(a);
+                }
+                Err(e) => tracing::warn!(error = %e, "GC could not release"),
+            }
+        }
+        Response::Collected { released }
+    }
+
+    /// Applies the releases the plugins spooled while the daemon was down.
+    pub fn drain_spool(&self, spool: &Spool) {
+        let pending = match spool.pending() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(dir = %spool.dir().display(), error = %e, "cannot read the spool");
+                return;
+            }
+        };
+        for (path, key) in pending {
+            match self.release(&key) {
+                Ok(found) => {
+                    tracing::info!(container = %key.container_id, ifname = %key.ifname, found, "applied spooled release");
+                    Metrics::inc(&self.metrics.spool_applied);
+                    if let Err(e) = spool.done(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a spool record");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "spooled release failed; kept for next time"),
+            }
+        }
+    }
+}

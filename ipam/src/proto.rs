@@ -1,0 +1,127 @@
+//! The wire protocol between the plugins and podnetd: one JSON request and
+//! one JSON response per connection, each a single line, over the daemon's
+//! root-only unix socket.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use crate::pool::{Allocation, AttachmentKey, RangeUsage};
+
+/// Where podnetd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/podnet/ipam.sock";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Addresses for an attachment; repeated for the same key it returns
+    /// the same addresses.
+    Add {
+        key: AttachmentKey,
+        /// The pod's network namespace, which the leak reclaimer watches.
+        netns: Option<String>,
+        /// Static addresses asked for (CNI `ips` capability).
+        requested: Vec<IpAddr>,
+    },
+    /// Releases an attachment's addresses; an unknown key is success.
+    Del { key: AttachmentKey },
+    /// The attachment's current allocation, if any.
+    Check { key: AttachmentKey },
+    /// Whether the daemon can serve ADD now.
+    Status,
+    /// Releases every allocation not in `valid`.
+    Gc { valid: Vec<AttachmentKey> },
+    /// Every allocation and the pool's usage (the admin view).
+    List,
+}
+
+/// Adjacently tagged: an internally tagged enum is buffered by serde,
+/// which cannot hold the u128 capacities of IPv6 pools.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "data", rename_all = "snake_case")]
+pub enum Response {
+    Allocated {
+        allocation: Allocation,
+    },
+    Released {
+        found: bool,
+    },
+    /// CHECK of a key with no allocation.
+    Unknown,
+    Status {
+        ready: bool,
+        node: String,
+        node_cidrs: Vec<IpNetwork>,
+        detail: String,
+    },
+    Collected {
+        released: Vec<Allocation>,
+    },
+    Listing {
+        node: String,
+        node_cidrs: Vec<IpNetwork>,
+        allocations: Vec<Allocation>,
+        usage: Vec<RangeUsage>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// What kind of failure the daemon reports, so the plugin can pick the
+/// right CNI error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The node CIDR has no free address.
+    Exhausted,
+    /// The request itself is wrong (a static address outside the pool...).
+    InvalidRequest,
+    /// The daemon is up but has no node CIDR yet.
+    NotReady,
+    /// Storage or another internal failure.
+    Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_stable() {
+        let req = Request::Del {
+            key: AttachmentKey {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+            },
+        };
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            text,
+            r#"{"op":"del","key":{"container_id":"c1","ifname":"eth0"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        let resp = Response::Error {
+            kind: ErrorKind::Exhausted,
+            message: "full".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&resp).unwrap(),
+            r#"{"result":"error","data":{"kind":"exhausted","message":"full"}}"#
+        );
+        let usage = Response::Listing {
+            node: "n".into(),
+            node_cidrs: vec![],
+            allocations: vec![],
+            usage: vec![RangeUsage {
+                range: "fd00::/64".parse().unwrap(),
+                capacity: u128::from(u64::MAX) + 10,
+                used: 1,
+            }],
+        };
+        let text = serde_json::to_string(&usage).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), usage);
+    }
+}

@@ -1,0 +1,828 @@
+//! bench-cni: ADD and DEL latency of podnet side by side with the reference
+//! `bridge` plugin, both on the same host-local IPAM configuration, plus
+//! host-local run alone, so that each plugin's own part (its total minus
+//! the IPAM plugin it execs) can be compared.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo run --release -p podnet-tests --bin bench-cni -- \
+//!     [--pods 200] [--concurrency 8] [--rounds 2] [--out FILE]
+//! ```
+//!
+//! Method (see also bench/README.md):
+//! - each plugin gets a node network namespace of its own (plus a host-local
+//!   data directory) and, for podnet and bridge, one pod namespace per pod;
+//!   all namespaces exist before any timing starts, nothing runs in the
+//!   machine's own namespace and no packet is sent;
+//! - one operation is timed from spawning the plugin process to its exit
+//!   (stdin written, stdout/stderr read), on a thread that already entered
+//!   the node namespace, as a runtime would run it there;
+//! - phases: sequential ADD of every pod, sequential DEL, then the same with
+//!   `--concurrency` worker threads; a phase runs for each plugin in turn,
+//!   with the order rotated per phase and per round, and the whole sequence
+//!   runs `--rounds` times; the last round is the headline, earlier rounds
+//!   are printed too (round 1 includes first-use costs such as creating the
+//!   bridge);
+//! - every operation must succeed; after each DEL phase no pod interface or
+//!   host veth may remain and host-local must hold no reservation.
+//!
+//! A failure (or Ctrl-C) still removes every namespace this process created:
+//! the release profile aborts on panic, so drops would not run; a panic hook
+//! and a signal thread clean up instead.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+use podnet_cni::netlink::link;
+use podnet_cni::netlink::netns::NetNs;
+use podnet_tests::bins;
+use podnet_tests::netns::TestNetns;
+use podnet_tests::node::TestNode;
+use podnet_tests::plugin::{exec_here, Invocation};
+use serde_json::{json, Value};
+
+/// The network name: host-local keeps its reservations in `dataDir/NAME`.
+const NETWORK: &str = "bench";
+/// A /16 holds any `--pods` this bench is meant for; every plugin has a node
+/// namespace of its own, so they can all use the same range.
+const RANGE: &str = "10.88.0.0/16";
+/// Debian's host-local 1.1.1 speaks CNI up to 1.0.0.
+const CNI_VERSION: &str = "1.0.0";
+const IFNAME: &str = "eth0";
+/// Targets for podnet's own part relative to bridge's own part.
+const ADD_TARGET: f64 = 0.33;
+const DEL_TARGET: f64 = 1.0;
+
+/// Paths removed by the panic hook or the signal thread (data directories).
+static TEMP_PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Set when a signal arrived: what fails afterwards is the cleanup's doing.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Podnet,
+    Bridge,
+    HostLocal,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Podnet, Kind::Bridge, Kind::HostLocal];
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Podnet => "podnet",
+            Kind::Bridge => "bridge",
+            Kind::HostLocal => "host-local alone",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    SeqAdd,
+    SeqDel,
+    ConcAdd,
+    ConcDel,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [Phase::SeqAdd, Phase::SeqDel, Phase::ConcAdd, Phase::ConcDel];
+
+    fn verb(self) -> &'static str {
+        match self {
+            Phase::SeqAdd | Phase::ConcAdd => "ADD",
+            Phase::SeqDel | Phase::ConcDel => "DEL",
+        }
+    }
+
+    fn concurrent(self) -> bool {
+        matches!(self, Phase::ConcAdd | Phase::ConcDel)
+    }
+
+    fn title(self, opts: &Opts) -> String {
+        if self.concurrent() {
+            format!(
+                "Concurrent {} ({} pods, {} workers)",
+                self.verb(),
+                opts.pods,
+                opts.concurrency
+            )
+        } else {
+            format!("Sequential {} ({} pods)", self.verb(), opts.pods)
+        }
+    }
+}
+
+struct Opts {
+    pods: usize,
+    concurrency: usize,
+    rounds: usize,
+    out: Option<PathBuf>,
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut opts = Opts {
+        pods: 200,
+        concurrency: 8,
+        rounds: 2,
+        out: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let number = |text: String, name: &str| -> Result<usize, String> {
+            match text.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{name}: a positive integer, not {text:?}")),
+            }
+        };
+        match arg.as_str() {
+            "--pods" => opts.pods = number(value("--pods")?, "--pods")?,
+            "--concurrency" => opts.concurrency = number(value("--concurrency")?, "--concurrency")?,
+            "--rounds" => opts.rounds = number(value("--rounds")?, "--rounds")?,
+            "--out" => opts.out = Some(PathBuf::from(value("--out")?)),
+            "-h" | "--help" => {
+                println!(
+                    "bench-cni [--pods 200] [--concurrency 8] [--rounds 2] [--out FILE]\n\
+                     ADD/DEL latency of podnet vs the reference bridge plugin (needs root)"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if opts.pods > 60_000 {
+        return Err(format!("--pods {} does not fit in {RANGE}", opts.pods));
+    }
+    Ok(opts)
+}
+
+/// One plugin under test with the node it runs in.
+struct Subject {
+    kind: Kind,
+    plugin: PathBuf,
+    node: TestNode,
+    conf: Value,
+    stdin: Vec<u8>,
+    /// Empty for host-local alone, which never enters a pod namespace.
+    pods: Vec<TestNetns>,
+}
+
+impl Subject {
+    fn new(kind: Kind, pods: usize) -> Self {
+        let node = TestNode::new(0);
+        TEMP_PATHS
+            .lock()
+            .unwrap()
+            .push(node.data_dir.path().to_path_buf());
+        let ipam = json!({
+            "type": "host-local",
+            "ranges": [[{ "subnet": RANGE }]],
+            "routes": [{ "dst": "0.0.0.0/0" }],
+            "dataDir": node.data_dir.path(),
+        });
+        let (plugin, conf) = match kind {
+            Kind::Podnet => (
+                bins::podnet(),
+                json!({
+                    "cniVersion": CNI_VERSION, "name": NETWORK, "type": "podnet",
+                    "bridge": "pnbench0", "ipam": ipam,
+                }),
+            ),
+            Kind::Bridge => (
+                bins::reference("bridge"),
+                json!({
+                    "cniVersion": CNI_VERSION, "name": NETWORK, "type": "bridge",
+                    "bridge": "cni0", "isGateway": true, "ipam": ipam,
+                }),
+            ),
+            // The document podnet and bridge pass on to host-local: their
+            // whole configuration; host-local reads only name and ipam.
+            Kind::HostLocal => (
+                bins::reference("host-local"),
+                json!({
+                    "cniVersion": CNI_VERSION, "name": NETWORK, "type": "host-local",
+                    "ipam": ipam,
+                }),
+            ),
+        };
+        let pods = if kind == Kind::HostLocal {
+            Vec::new()
+        } else {
+            create_namespaces("pod", pods)
+        };
+        Self {
+            kind,
+            plugin,
+            stdin: conf.to_string().into_bytes(),
+            conf,
+            node,
+            pods,
+        }
+    }
+
+    fn netns_for(&self, i: usize) -> &Path {
+        match self.pods.get(i) {
+            Some(pod) => pod.path(),
+            // host-local ignores CNI_NETNS but a runtime always sets it.
+            None => self.node.ns.path(),
+        }
+    }
+
+    /// One timed invocation; runs on a thread inside the node namespace.
+    fn op(&self, verb: &str, container_id: &str, i: usize) -> Result<Duration, String> {
+        let netns = self.netns_for(i).display().to_string();
+        let inv = Invocation {
+            plugin: &self.plugin,
+            command: verb,
+            container_id,
+            netns: Some(&netns),
+            ifname: IFNAME,
+            cni_path: self.node.cni_path(),
+            stdin: &self.stdin,
+            env: &[],
+        };
+        let start = Instant::now();
+        let out = exec_here(&inv);
+        let took = start.elapsed();
+        if out.code != Some(0) {
+            return Err(format!(
+                "{} {verb} {container_id} failed (exit {:?})\nstdout: {}\nstderr: {}",
+                self.kind.label(),
+                out.code,
+                out.stdout.trim(),
+                out.stderr.trim()
+            ));
+        }
+        if verb == "ADD" {
+            let doc: Value = serde_json::from_str(&out.stdout).map_err(|e| {
+                format!(
+                    "{} ADD {container_id}: result is not JSON ({e}): {:?}\nstderr: {}",
+                    self.kind.label(),
+                    out.stdout,
+                    out.stderr.trim()
+                )
+            })?;
+            if doc["ips"].as_array().is_none_or(|ips| ips.is_empty()) {
+                return Err(format!(
+                    "{} ADD {container_id}: result without ips: {doc}",
+                    self.kind.label()
+                ));
+            }
+        }
+        Ok(took)
+    }
+
+    /// Links in `ns`, through a netlink socket opened inside it.
+    fn links(ns: &Path) -> Result<Vec<link::Link>, String> {
+        let ns = NetNs::open(ns).map_err(|e| e.to_string())?;
+        let mut nl = ns.netlink().map_err(|e| e.to_string())?;
+        link::list_links(&mut nl).map_err(|e| e.to_string())
+    }
+
+    /// What the node and pods must look like after ADD (`attached`) or DEL.
+    fn check_state(&self, attached: bool, pods: usize) -> Result<(), String> {
+        let who = self.kind.label();
+        let reserved = self.node.reserved(NETWORK);
+        let want = if attached { pods } else { 0 };
+        if reserved.len() != want {
+            return Err(format!(
+                "{who}: host-local holds {} reservations, expected {want}: {:?}",
+                reserved.len(),
+                &reserved[..reserved.len().min(10)]
+            ));
+        }
+        if self.kind == Kind::HostLocal {
+            return Ok(());
+        }
+        let veths = Self::links(self.node.ns.path())?
+            .into_iter()
+            .filter(|l| l.kind.as_deref() == Some("veth"))
+            .count();
+        if veths != want {
+            return Err(format!(
+                "{who}: {veths} host veths in the node namespace, expected {want}"
+            ));
+        }
+        for pod in &self.pods {
+            let names: Vec<String> = Self::links(pod.path())?
+                .into_iter()
+                .map(|l| l.name)
+                .filter(|n| n != "lo")
+                .collect();
+            let ok = if attached {
+                names == [IFNAME]
+            } else {
+                names.is_empty()
+            };
+            if !ok {
+                return Err(format!(
+                    "{who}: pod namespace {} has interfaces {names:?} after {}",
+                    pod.name(),
+                    if attached { "ADD" } else { "DEL" }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Namespaces created a few at a time (each costs two `ip` processes).
+fn create_namespaces(role: &str, n: usize) -> Vec<TestNetns> {
+    let workers = 8.min(n);
+    let per = n.div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let count = per.min(n.saturating_sub(w * per));
+                scope.spawn(move || (0..count).map(|_| TestNetns::new(role)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+fn container_id(round: usize, phase: Phase, i: usize) -> String {
+    let mode = if phase.concurrent() { "c" } else { "s" };
+    format!("bench-r{round}-{mode}-{i:05}")
+}
+
+/// Per-operation durations of one phase, and the phase's wall time.
+struct Sample {
+    ops: Vec<Duration>,
+    wall: Duration,
+}
+
+fn run_phase(s: &Subject, phase: Phase, round: usize, opts: &Opts) -> Result<Sample, String> {
+    let n = opts.pods;
+    let verb = phase.verb();
+    if !phase.concurrent() {
+        return s.node.ns.run(|| {
+            let start = Instant::now();
+            let ops = (0..n)
+                .map(|i| s.op(verb, &container_id(round, phase, i), i))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Sample {
+                ops,
+                wall: start.elapsed(),
+            })
+        });
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let barrier = Barrier::new(opts.concurrency + 1);
+    let (wall, results) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..opts.concurrency)
+            .map(|_| {
+                scope.spawn(|| {
+                    s.node.ns.run(|| {
+                        let mut mine = Vec::new();
+                        barrier.wait();
+                        while !failed.load(Ordering::Relaxed) {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= n {
+                                break;
+                            }
+                            match s.op(verb, &container_id(round, phase, i), i) {
+                                Ok(d) => mine.push(d),
+                                Err(e) => {
+                                    failed.store(true, Ordering::Relaxed);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        Ok(mine)
+                    })
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let results: Vec<Result<Vec<Duration>, String>> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        (start.elapsed(), results)
+    });
+    let mut ops = Vec::with_capacity(n);
+    for r in results {
+        ops.extend(r?);
+    }
+    Ok(Sample { ops, wall })
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    p50: f64,
+    p99: f64,
+    mean: f64,
+}
+
+impl Stats {
+    /// Milliseconds; percentiles by nearest rank.
+    fn of(ops: &[Duration]) -> Self {
+        let mut ms: Vec<f64> = ops.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        Self {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            mean: ms.iter().sum::<f64>() / ms.len() as f64,
+        }
+    }
+
+    fn get(&self, stat: Stat) -> f64 {
+        match stat {
+            Stat::P50 => self.p50,
+            Stat::P99 => self.p99,
+            Stat::Mean => self.mean,
+        }
+    }
+
+    /// Total minus host-local's figure at the same statistic, never below 0.
+    fn own(&self, ipam: &Stats) -> Stats {
+        Stats {
+            p50: (self.p50 - ipam.p50).max(0.0),
+            p99: (self.p99 - ipam.p99).max(0.0),
+            mean: (self.mean - ipam.mean).max(0.0),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stat {
+    P50,
+    P99,
+    Mean,
+}
+
+impl Stat {
+    fn label(self) -> &'static str {
+        match self {
+            Stat::P50 => "p50",
+            Stat::P99 => "p99",
+            Stat::Mean => "mean",
+        }
+    }
+}
+
+struct PhaseResult {
+    phase: Phase,
+    order: Vec<Kind>,
+    /// Indexed like `Kind::ALL`.
+    stats: [Stats; 3],
+    walls: [Duration; 3],
+}
+
+impl PhaseResult {
+    fn of(&self, kind: Kind) -> Stats {
+        self.stats[Kind::ALL.iter().position(|k| *k == kind).unwrap()]
+    }
+
+    fn own(&self, kind: Kind) -> Stats {
+        self.of(kind).own(&self.of(Kind::HostLocal))
+    }
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then_some(a / b)
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("n/a".to_string(), |r| format!("{r:.2}"))
+}
+
+/// Rotates the plugin order per phase and round, so no plugin always runs
+/// first (cold caches) or last (warm caches, thermal drift).
+fn order(round: usize, phase_index: usize) -> Vec<Kind> {
+    let mut kinds = Kind::ALL.to_vec();
+    kinds.rotate_left((round + phase_index) % Kind::ALL.len());
+    kinds
+}
+
+fn shell(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn machine_facts(opts: &Opts, subjects: &[Subject]) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
+    let dirty = !shell("git", &["-C", repo, "status", "--porcelain"]).is_empty();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "- date: {}",
+        shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+    );
+    let _ = writeln!(s, "- nproc: {}", shell("nproc", &[]));
+    let _ = writeln!(s, "- kernel: {}", shell("uname", &["-r"]));
+    let _ = writeln!(s, "- cpu: {cpu}");
+    let _ = writeln!(
+        s,
+        "- podnet: {} (git {rev}{}, release build)",
+        subjects[0].plugin.display(),
+        if dirty { ", uncommitted changes" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "- bridge, host-local: {} (Debian containernetworking-plugins {})",
+        bins::REFERENCE_PLUGINS,
+        shell(
+            "dpkg-query",
+            &["-W", "-f", "${Version}", "containernetworking-plugins"]
+        )
+    );
+    let _ = writeln!(
+        s,
+        "- pods: {}, concurrency: {}, rounds: {}",
+        opts.pods, opts.concurrency, opts.rounds
+    );
+    s
+}
+
+fn phase_table(out: &mut String, r: &PhaseResult, opts: &Opts) {
+    let _ = writeln!(out, "### {}\n", r.phase.title(opts));
+    let order: Vec<&str> = r.order.iter().map(|k| k.label()).collect();
+    let _ = writeln!(out, "Run order: {}.\n", order.join(", "));
+    let _ = writeln!(
+        out,
+        "| plugin | p50 ms | p99 ms | mean ms | phase wall s | ops/s |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (i, kind) in Kind::ALL.iter().enumerate() {
+        let st = r.stats[i];
+        let wall = r.walls[i].as_secs_f64();
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            kind.label(),
+            st.p50,
+            st.p99,
+            st.mean,
+            wall,
+            opts.pods as f64 / wall
+        );
+    }
+    for kind in [Kind::Podnet, Kind::Bridge] {
+        let own = r.own(kind);
+        let _ = writeln!(
+            out,
+            "| {} own part (− host-local) | {:.2} | {:.2} | {:.2} | | |",
+            kind.label(),
+            own.p50,
+            own.p99,
+            own.mean
+        );
+    }
+    let _ = writeln!(out, "\n| ratio | p50 | p99 | mean |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let row = |name: &str, f: &dyn Fn(Stat) -> Option<f64>| {
+        format!(
+            "| {name} | {} | {} | {} |",
+            fmt_ratio(f(Stat::P50)),
+            fmt_ratio(f(Stat::P99)),
+            fmt_ratio(f(Stat::Mean))
+        )
+    };
+    let total = |s: Stat| ratio(r.of(Kind::Podnet).get(s), r.of(Kind::Bridge).get(s));
+    let own = |s: Stat| ratio(r.own(Kind::Podnet).get(s), r.own(Kind::Bridge).get(s));
+    let _ = writeln!(out, "{}", row("podnet / bridge, total", &total));
+    let _ = writeln!(out, "{}", row("podnet own / bridge own", &own));
+    let _ = writeln!(out);
+}
+
+fn targets_table(out: &mut String, round: &[PhaseResult], opts: &Opts) {
+    let _ = writeln!(
+        out,
+        "| phase | stat | podnet own ms | bridge own ms | own ratio | target | met |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
+    for r in round {
+        let target = if r.phase.verb() == "ADD" {
+            ADD_TARGET
+        } else {
+            DEL_TARGET
+        };
+        for stat in [Stat::P50, Stat::P99] {
+            let (p, b) = (r.own(Kind::Podnet).get(stat), r.own(Kind::Bridge).get(stat));
+            let q = ratio(p, b);
+            let met = match q {
+                Some(q) if q <= target => "met",
+                Some(_) => "**not met**",
+                None => "n/a (bridge own part is 0)",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {p:.2} | {b:.2} | {} | ≤ {target:.2} | {met} |",
+                r.phase.title(opts),
+                stat.label(),
+                fmt_ratio(q)
+            );
+        }
+    }
+    let _ = writeln!(out);
+}
+
+fn report(opts: &Opts, subjects: &[Subject], rounds: &[Vec<PhaseResult>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# CNI ADD/DEL latency: podnet vs reference bridge\n");
+    let _ = writeln!(
+        out,
+        "Generated by `cargo run --release -p podnet-tests --bin bench-cni` (see bench/README.md).\n"
+    );
+    let _ = writeln!(out, "## Machine and inputs\n");
+    out.push_str(&machine_facts(opts, subjects));
+    let _ = writeln!(
+        out,
+        "\nConfigurations (dataDir: a fresh tempdir per plugin):\n"
+    );
+    for s in subjects {
+        let mut conf = s.conf.clone();
+        conf["ipam"]["dataDir"] = json!("<tempdir>");
+        let _ = writeln!(out, "- {}: `{conf}`", s.kind.label());
+    }
+    let _ = writeln!(
+        out,
+        "\nOne operation = wall clock from spawning the plugin process to its exit, from a thread \
+         inside the plugin's own node namespace. host-local alone is the IPAM plugin exec'd \
+         directly with the same configuration; a plugin's *own part* is its figure minus \
+         host-local's at the same statistic (clamped at 0). Concurrent phases keep \
+         {} worker threads busy, so their latencies include queueing on {} CPUs. The plugin \
+         order rotates per phase and round; the last round is the headline, round 1 includes \
+         first-use costs (bridge creation, cold page cache).\n",
+        opts.concurrency,
+        shell("nproc", &[])
+    );
+    let last = rounds.len();
+    let _ = writeln!(out, "## Targets (round {last} of {last})\n");
+    let _ = writeln!(
+        out,
+        "podnet's own part over bridge's own part: ADD ≤ {ADD_TARGET:.2}, DEL ≤ {DEL_TARGET:.2}.\n"
+    );
+    targets_table(&mut out, &rounds[last - 1], opts);
+    for (i, round) in rounds.iter().enumerate().rev() {
+        let _ = writeln!(
+            out,
+            "## Round {} of {last}{}\n",
+            i + 1,
+            if i + 1 == last { " (headline)" } else { "" }
+        );
+        for r in round {
+            phase_table(&mut out, r, opts);
+        }
+    }
+    out
+}
+
+/// Removes every namespace whose name this process's TestNetns would give
+/// (`pnt<pid>-...`) and the registered data directories. For the panic
+/// hook and the signal thread, where drops do not run.
+fn emergency_cleanup() {
+    let prefix = format!("pnt{}-", std::process::id());
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            }
+        }
+    }
+    if let Ok(paths) = TEMP_PATHS.try_lock() {
+        for p in paths.iter() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn install_cleanup() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if STOPPING.load(Ordering::SeqCst) {
+            // Fallout of the signal thread's cleanup, which will exit.
+            loop {
+                std::thread::park();
+            }
+        }
+        default(info);
+        eprintln!("bench-cni: panicked; removing the namespaces it created");
+        emergency_cleanup();
+        std::process::exit(101);
+    }));
+    // Blocked here, before any other thread exists, so every thread inherits
+    // the mask and only the waiter below sees these signals (std resets the
+    // mask in the plugin processes it spawns).
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(sig);
+    }
+    set.thread_block().expect("block signals");
+    std::thread::spawn(move || {
+        if let Ok(sig) = set.wait() {
+            STOPPING.store(true, Ordering::SeqCst);
+            eprintln!("bench-cni: {sig}; removing the namespaces it created");
+            emergency_cleanup();
+            std::process::exit(130);
+        }
+    });
+}
+
+fn run(opts: &Opts) -> Result<String, String> {
+    podnet_tests::require_root();
+    eprintln!(
+        "bench-cni: creating 3 node namespaces and {} pod namespaces",
+        2 * opts.pods
+    );
+    let subjects: Vec<Subject> = Kind::ALL
+        .iter()
+        .map(|k| Subject::new(*k, opts.pods))
+        .collect();
+    let mut rounds = Vec::new();
+    for round in 1..=opts.rounds {
+        let mut results = Vec::new();
+        for (p, phase) in Phase::ALL.into_iter().enumerate() {
+            let order = order(round - 1, p);
+            let mut samples: [Option<Sample>; 3] = [None, None, None];
+            for kind in &order {
+                let i = Kind::ALL.iter().position(|k| k == kind).unwrap();
+                let s = &subjects[i];
+                eprintln!(
+                    "bench-cni: round {round}: {} {}",
+                    phase.title(opts),
+                    kind.label()
+                );
+                let sample = run_phase(s, phase, round, opts)?;
+                s.check_state(phase.verb() == "ADD", opts.pods)?;
+                samples[i] = Some(sample);
+            }
+            let samples = samples.map(|s| s.unwrap());
+            results.push(PhaseResult {
+                phase,
+                order,
+                stats: [0, 1, 2].map(|i| Stats::of(&samples[i].ops)),
+                walls: [0, 1, 2].map(|i| samples[i].wall),
+            });
+        }
+        rounds.push(results);
+    }
+    let text = report(opts, &subjects, &rounds);
+    eprintln!("bench-cni: removing namespaces");
+    drop(subjects);
+    Ok(text)
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench-cni: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    install_cleanup();
+    match run(&opts) {
+        Ok(text) => {
+            print!("{text}");
+            if let Some(path) = &opts.out {
+                if let Err(e) = std::fs::write(path, &text) {
+                    eprintln!("bench-cni: writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(_) if STOPPING.load(Ordering::SeqCst) => {
+            // The signal thread is removing everything and will exit.
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            // `run` returned, so the subjects were dropped: nothing is left.
+            eprintln!("bench-cni: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

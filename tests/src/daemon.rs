@@ -1,0 +1,201 @@
+//! A podnetd the test starts, and always stops, by its pid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podnet_ipam::client::Client;
+use podnet_ipam::proto::{Request, Response};
+use tempfile::TempDir;
+
+use crate::bins;
+use crate::netns::TestNetns;
+
+/// Settings a test may change before starting the daemon.
+#[derive(Clone)]
+pub struct DaemonOpts {
+    pub node_name: String,
+    pub cluster_cidr: String,
+    pub max_pods: u32,
+    pub reclaim_interval_secs: u64,
+    pub reclaim_grace_secs: u64,
+    pub metrics_addr: Option<String>,
+}
+
+impl Default for DaemonOpts {
+    fn default() -> Self {
+        Self {
+            node_name: "node-a".into(),
+            cluster_cidr: "10.244.0.0/16,fd00:10:244::/56".into(),
+            max_pods: 110,
+            reclaim_interval_secs: 30,
+            reclaim_grace_secs: 60,
+            metrics_addr: None,
+        }
+    }
+}
+
+/// The daemon's directories outlive restarts; the process does not.
+pub struct TestDaemon {
+    pub opts: DaemonOpts,
+    pub dir: TempDir,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl TestDaemon {
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir().join("ipam.sock")
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Starts a daemon inside `node` and waits until it serves.
+    pub fn start(node: &TestNetns, opts: DaemonOpts) -> Self {
+        crate::require_root();
+        let dir = TempDir::new().expect("tempdir");
+        let log = dir.path().join("podnetd.log");
+        let mut d = Self {
+            opts,
+            dir,
+            child: None,
+            log,
+        };
+        d.restart(node);
+        d
+    }
+
+    /// Starts the process again on the same state.
+    pub fn restart(&mut self, node: &TestNetns) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log");
+        let mut cmd = Command::new(bins::workspace_bin("podnetd"));
+        cmd.arg("run")
+            .arg("--node-name")
+            .arg(&self.opts.node_name)
+            .arg("--cluster-cidr")
+            .arg(&self.opts.cluster_cidr)
+            .arg("--max-pods")
+            .arg(self.opts.max_pods.to_string())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--spool-dir")
+            .arg(self.spool_dir())
+            .arg("--reclaim-interval-secs")
+            .arg(self.opts.reclaim_interval_secs.to_string())
+            .arg("--reclaim-grace-secs")
+            .arg(self.opts.reclaim_grace_secs.to_string())
+            .env("PODNET_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        if let Some(addr) = &self.opts.metrics_addr {
+            cmd.arg("--metrics-addr").arg(addr);
+        }
+        let child = node.run(|| cmd.spawn()).expect("spawn podnetd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Response::Status { ready: true, .. }) =
+                Client::new(self.socket()).call(&Request::Status)
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("podnetd exited with {status}: {}", self.log_text());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "podnetd not ready: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, the way a crash looks.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait, the way a rolling update looks.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.socket())
+    }
+
+    /// The daemon's allocations as (container id, addresses).
+    pub fn allocations(&self) -> Vec<podnet_ipam::pool::Allocation> {
+        match self.client().call(&Request::List).expect("list") {
+            Response::Listing { allocations, .. } => allocations,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The ipam section of a network configuration using this daemon.
+    pub fn ipam_conf(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": "podnet-ipam",
+            "socket": self.socket(),
+            "spoolDir": self.spool_dir(),
+        })
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,380 @@
+//! podnet's own IPAM end to end: the real podnetd, the real `podnet` and
+//! `podnet-ipam` binaries, pods in namespaces the test creates.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use podnet_tests::bins;
+use podnet_tests::daemon::{DaemonOpts, TestDaemon};
+use podnet_tests::netns::TestNetns;
+use podnet_tests::node::{path_str, TestNode};
+use serde_json::{json, Value};
+
+fn conf(d: &TestDaemon, version: &str) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": "podnet",
+        "type": "podnet",
+        "bridge": "podnet0",
+        "ipam": d.ipam_conf(),
+    })
+}
+
+fn v4_of(result: &Value) -> String {
+    result["ips"][0]["address"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn two_hundred_concurrent_adds_get_distinct_addresses() {
+    let node = TestNode::new(50);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = conf(&daemon, "1.1.0");
+    let pods: Vec<TestNetns> = (0..200).map(|_| TestNetns::new("p")).collect();
+    // 200 plugin processes in flight at once, 50 threads with 4 each.
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .chunks(4)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let (node, conf) = (&node, &conf);
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| node.add(p, &format!("c{c}-{i}"), conf))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let v4: HashSet<String> = results.iter().map(v4_of).collect();
+    let v6: HashSet<String> = results
+        .iter()
+        .map(|r| r["ips"][1]["address"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(v4.len(), 200);
+    assert_eq!(v6.len(), 200);
+    // Every address is in the node's CIDR, which came from the cluster range.
+    let allocations = daemon.allocations();
+    assert_eq!(allocations.len(), 200);
+    let first = allocations[0].ips[0];
+    let node_cidr = ipnetwork::IpNetwork::new(first.network(), first.prefix()).unwrap();
+    assert_eq!(node_cidr.prefix(), 24);
+    for ip in &v4 {
+        let addr: ipnetwork::IpNetwork = ip.parse().unwrap();
+        assert!(node_cidr.contains(addr.ip()), "{ip} outside {node_cidr}");
+        assert_ne!(addr.ip(), node_cidr.network(), "network address handed out");
+    }
+    for (pod, r) in pods.iter().zip(&results) {
+        assert!(pod.addresses("eth0").contains(&v4_of(r)));
+    }
+    std::thread::scope(|s| {
+        for (c, chunk) in pods.chunks(4).enumerate() {
+            let (node, conf) = (&node, &conf);
+            s.spawn(move || {
+                for (i, p) in chunk.iter().enumerate() {
+                    node.del(Some(p), &format!("c{c}-{i}"), conf);
+                }
+            });
+        }
+    });
+    assert!(daemon.allocations().is_empty());
+    assert!(node.host_veths().is_empty());
+}
+
+#[test]
+fn exhausted_node_cidr_gives_a_clear_error_and_no_partial_pod() {
+    let node = TestNode::new(51);
+    // 8 pods per node -> a /28: 16 addresses less network, gateway and
+    // broadcast leaves 13.
+    let opts = DaemonOpts {
+        max_pods: 8,
+        cluster_cidr: "10.244.0.0/16".into(),
+        ..Default::default()
+    };
+    let daemon = TestDaemon::start(&node.ns, opts);
+    let conf = conf(&daemon, "1.0.0");
+    let pods: Vec<TestNetns> = (0..13).map(|_| TestNetns::new("p")).collect();
+    for (i, p) in pods.iter().enumerate() {
+        node.add(p, &format!("x{i}"), &conf);
+    }
+    let extra = TestNetns::new("p");
+    let out = node.podnet("ADD", "extra", Some(&path_str(extra.path())), &conf);
+    let err = out.err();
+    assert_eq!(err["code"], 102, "{err}");
+    assert!(err["msg"].as_str().unwrap().contains("exhausted"), "{err}");
+    assert!(!extra.link_names().contains(&"eth0".to_string()));
+    assert_eq!(node.host_veths().len(), 13);
+    assert_eq!(daemon.allocations().len(), 13);
+    // Freeing one makes room again.
+    node.del(Some(&pods[0]), "x0", &conf);
+    node.add(&extra, "extra", &conf);
+}
+
+#[test]
+fn kill_9_mid_burst_gives_nothing_twice_and_loses_nothing() {
+    let node = TestNode::new(52);
+    let mut daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = conf(&daemon, "1.0.0");
+    let pods: Vec<TestNetns> = (0..120).map(|_| TestNetns::new("p")).collect();
+    let outcomes: Vec<(String, Option<Value>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = pods
+            .chunks(15)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let (node, conf) = (&node, &conf);
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            let id = format!("k{c}-{i}");
+                            let out = node.podnet("ADD", &id, Some(&path_str(p.path())), conf);
+                            let r = (out.code == Some(0)).then(|| out.json());
+                            if r.is_none() {
+                                let code = out.err_code();
+                                assert!(code == 11, "daemon down must be code 11: {out:?}");
+                            }
+                            (id, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // Kill the daemon while the burst is under way.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while daemon.allocations().len() < 40 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        daemon.kill9();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let succeeded: Vec<&(String, Option<Value>)> =
+        outcomes.iter().filter(|o| o.1.is_some()).collect();
+    let failed: Vec<&(String, Option<Value>)> = outcomes.iter().filter(|o| o.1.is_none()).collect();
+    assert!(
+        succeeded.len() >= 40,
+        "killed too early: {}",
+        succeeded.len()
+    );
+    assert!(
+        !failed.is_empty(),
+        "the kill came after the burst: the test proved nothing"
+    );
+
+    daemon.restart(&node.ns);
+    let after = daemon.allocations();
+    let held: HashSet<String> = after.iter().map(|a| a.key.container_id.clone()).collect();
+    // Nothing acknowledged is lost.
+    for (id, r) in &succeeded {
+        assert!(held.contains(id), "{id} was acknowledged and then lost");
+        let ips: Vec<String> = after
+            .iter()
+            .find(|a| &a.key.container_id == id)
+            .unwrap()
+            .ips
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert!(ips.contains(&v4_of(r.as_ref().unwrap())));
+    }
+    // Nothing is given twice, before or after the restart.
+    let mut seen = HashSet::new();
+    for a in &after {
+        for ip in &a.ips {
+            assert!(seen.insert(ip.to_string()), "{ip} held twice");
+        }
+    }
+    // The runtime DELs the failed ADDs; then it retries them.
+    for (id, _) in &failed {
+        node.podnet("DEL", id, None, &conf).ok();
+    }
+    let retry: Vec<Value> = pods
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| o.1.is_none())
+        .map(|(p, o)| node.add(p, &o.0, &conf))
+        .collect();
+    for r in &retry {
+        assert!(seen.insert(v4_of(r)), "{} given twice", v4_of(r));
+    }
+    assert_eq!(daemon.allocations().len(), 120);
+    for (p, o) in pods.iter().zip(&outcomes) {
+        node.del(Some(p), &o.0, &conf);
+    }
+    assert!(
+        daemon.allocations().is_empty(),
+        "leaked: {:?}",
+        daemon.allocations()
+    );
+}
+
+#[test]
+fn daemon_down_add_fails_11_del_spools_and_is_applied_at_restart() {
+    let node = TestNode::new(53);
+    let mut daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = conf(&daemon, "1.1.0");
+    let pod = TestNetns::new("p");
+    let netns = path_str(pod.path());
+    node.add(&pod, "down", &conf);
+    assert_eq!(daemon.allocations().len(), 1);
+
+    daemon.stop();
+    // STATUS says not available; ADD says try again later and leaves nothing.
+    assert_eq!(node.podnet("STATUS", "", None, &conf).err_code(), 50);
+    let other = TestNetns::new("p");
+    let out = node.podnet("ADD", "other", Some(&path_str(other.path())), &conf);
+    assert_eq!(out.err_code(), 11);
+    assert!(!other.link_names().contains(&"eth0".to_string()));
+    assert_eq!(node.host_veths().len(), 1);
+    assert!(
+        std::fs::read_dir(daemon.spool_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
+
+    // DEL succeeds, removes the links, and spools the release.
+    node.podnet("DEL", "down", Some(&netns), &conf).ok();
+    assert!(node.host_veths().is_empty());
+    assert_eq!(std::fs::read_dir(daemon.spool_dir()).unwrap().count(), 1);
+
+    daemon.restart(&node.ns);
+    assert!(
+        daemon.allocations().is_empty(),
+        "spooled release not applied"
+    );
+    assert_eq!(std::fs::read_dir(daemon.spool_dir()).unwrap().count(), 0);
+    node.podnet("STATUS", "", None, &conf).ok();
+    assert!(daemon.log_text().contains("applied spooled release"));
+}
+
+#[test]
+fn gc_and_the_reclaimer_free_leaked_addresses() {
+    let node = TestNode::new(54);
+    let opts = DaemonOpts {
+        reclaim_interval_secs: 1,
+        reclaim_grace_secs: 1,
+        ..Default::default()
+    };
+    let daemon = TestDaemon::start(&node.ns, opts);
+    let conf = conf(&daemon, "1.1.0");
+
+    // GC: only the valid attachment keeps its address and its veth.
+    let pods: Vec<TestNetns> = (0..3).map(|_| TestNetns::new("p")).collect();
+    for (i, p) in pods.iter().enumerate() {
+        node.add(p, &format!("g{i}"), &conf);
+    }
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
+    node.podnet("GC", "", None, &gc).ok();
+    let left = daemon.allocations();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key.container_id, "g1");
+    assert_eq!(node.host_veths().len(), 1);
+
+    // Reclaimer: the pod's namespace vanishes and no DEL ever comes.
+    let pod = TestNetns::new("p");
+    node.add(&pod, "leak", &conf);
+    assert_eq!(daemon.allocations().len(), 2);
+    pod.delete();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while daemon
+        .allocations()
+        .iter()
+        .any(|a| a.key.container_id == "leak")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not reclaimed: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(daemon.log_text().contains("reclaimed leaked addresses"));
+    // A pod whose namespace still exists is never reclaimed.
+    assert!(daemon
+        .allocations()
+        .iter()
+        .any(|a| a.key.container_id == "g1"));
+}
+
+#[test]
+fn podnet_ipam_under_the_reference_bridge_plugin() {
+    let node = TestNode::new(55);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let pod = TestNetns::new("p");
+    let netns = path_str(pod.path());
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "refbridge",
+        "type": "bridge",
+        "bridge": "cni0",
+        "isGateway": true,
+        "isDefaultGateway": true,
+        "ipam": daemon.ipam_conf(),
+    });
+    let bridge = bins::reference("bridge");
+    let result = node.invoke(&bridge, "ADD", "ref", Some(&netns), &conf).ok();
+    let ip = v4_of(&result);
+    assert!(pod.addresses("eth0").contains(&ip), "{result}");
+    assert_eq!(daemon.allocations().len(), 1);
+
+    // The IPAM plugin alone: a repeated ADD for the same key gives the same address.
+    let ipam = bins::workspace_bin("podnet-ipam");
+    let again = node.invoke(&ipam, "ADD", "ref", Some(&netns), &conf).ok();
+    assert_eq!(v4_of(&again), ip);
+    assert!(again.get("interfaces").is_none());
+
+    node.invoke(&bridge, "DEL", "ref", Some(&netns), &conf).ok();
+    assert!(daemon.allocations().is_empty());
+}
+
+#[test]
+fn admin_list_shows_allocations_and_pool_use() {
+    let node = TestNode::new(56);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = conf(&daemon, "1.0.0");
+    let pod = TestNetns::new("p");
+    let r = node.add(&pod, "listed", &conf);
+    let out = std::process::Command::new(bins::workspace_bin("podnetd"))
+        .args(["list", "--socket"])
+        .arg(daemon.socket())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("node node-a"), "{text}");
+    assert!(text.contains("listed"), "{text}");
+    assert!(text.contains(&v4_of(&r)), "{text}");
+    assert!(text.contains("1 of      253 used"), "{text}");
+    node.del(Some(&pod), "listed", &conf);
+}
+
+#[test]
+fn the_ipam_socket_is_root_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = TestNode::new(57);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let mode = std::fs::metadata(daemon.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let dir = std::fs::metadata(daemon.run_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir & 0o777, 0o700);
+}
