@@ -82,7 +82,7 @@ pub fn build_service(config: &DaemonConfig) -> Result<Service<SledPoolStore>, Da
     let pool = Pool::new(
         PoolConfig {
             ranges: lease.cidrs.clone(),
-            reserved: Vec::new(),
+            reserved: config.reserved_ips.clone(),
         },
         SledPoolStore::open(&db)?,
     )?;

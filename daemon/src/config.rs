@@ -35,6 +35,11 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_NODE_PREFIX_V6", default_value_t = DEFAULT_NODE_PREFIX_V6)]
     pub node_prefix_v6: u8,
 
+    /// Addresses in the node CIDR never handed to pods (beyond the network,
+    /// gateway and broadcast addresses, which never are).
+    #[arg(long, env = "PODNET_RESERVED_IPS", value_delimiter = ',')]
+    pub reserved_ips: Vec<std::net::IpAddr>,
+
     /// Where the sled database lives.
     #[arg(long, env = "PODNET_STATE_DIR", default_value = "/var/lib/podnet")]
     pub state_dir: PathBuf,

@@ -90,14 +90,10 @@ impl<S: PoolStore> Service<S> {
         }
     }
 
-    /// Releases durably: a DEL acknowledged and then lost to a crash would
-    /// leak the address.
+    /// Releases durably (the pool flushes before returning): a DEL
+    /// acknowledged and then lost to a crash would leak the address.
     pub fn release(&self, key: &AttachmentKey) -> Result<bool, IpamError> {
-        let found = self.pool.release(key)?.is_some();
-        if found {
-            self.pool.store().flush()?;
-        }
-        Ok(found)
+        Ok(self.pool.release(key)?.is_some())
     }
 
     fn gc(&self, valid: &[AttachmentKey]) -> Response {

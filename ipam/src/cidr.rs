@@ -3,8 +3,6 @@
 //! A cluster is given one or more ranges (VPC-like, e.g. `10.244.0.0/16` plus an IPv6 `/48`). Each
 //! node leases one node CIDR per address family from them; pod addresses are then node-local.
 
-use std::net::IpAddr;
-
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
@@ -306,13 +304,9 @@ fn lowest_free(range: &IpNetwork, node_prefix: u8, busy: &[(u128, u128)]) -> Opt
     }
 }
 
-/// True when `ip` lies in one of `cidrs`.
-pub fn contains_any(cidrs: &[IpNetwork], ip: IpAddr) -> bool {
-    cidrs.iter().any(|cidr| cidr.contains(ip))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
     use std::time::Instant;
 
     use super::*;

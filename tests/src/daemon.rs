@@ -184,6 +184,14 @@ impl TestDaemon {
         }
     }
 
+    /// The node's CIDRs, as the daemon reports them.
+    pub fn allocations_cidrs(&self) -> Vec<ipnetwork::IpNetwork> {
+        match self.client().call(&Request::Status).expect("status") {
+            Response::Status { node_cidrs, .. } => node_cidrs,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     /// The ipam section of a network configuration using this daemon.
     pub fn ipam_conf(&self) -> serde_json::Value {
         serde_json::json!({

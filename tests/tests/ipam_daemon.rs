@@ -378,3 +378,47 @@ fn the_ipam_socket_is_root_only() {
         .mode();
     assert_eq!(dir & 0o777, 0o700);
 }
+
+#[test]
+fn static_addresses_and_reservations() {
+    let node = TestNode::new(58);
+    let opts = DaemonOpts {
+        cluster_cidr: "10.244.0.0/16".into(),
+        ..Default::default()
+    };
+    let daemon = TestDaemon::start(&node.ns, opts);
+    let cidr = daemon.allocations_cidrs();
+    let base = match cidr[0].network() {
+        std::net::IpAddr::V4(v4) => u32::from(v4),
+        other => panic!("{other}"),
+    };
+    let wanted = std::net::Ipv4Addr::from(base + 77).to_string();
+    let mut conf = conf(&daemon, "1.0.0");
+    conf["runtimeConfig"] = json!({"ips": [format!("{wanted}/24")]});
+    let pod = TestNetns::new("p");
+    let r = node.add(&pod, "static", &conf);
+    assert_eq!(v4_of(&r), format!("{wanted}/24"));
+    assert!(pod.addresses("eth0").contains(&format!("{wanted}/24")));
+
+    // The same address again, for another pod: refused, named, nothing left.
+    let other = TestNetns::new("p");
+    let out = node.podnet("ADD", "static2", Some(&path_str(other.path())), &conf);
+    let err = out.err();
+    assert!(err["msg"].as_str().unwrap().contains("static"), "{err}");
+    assert!(!other.link_names().contains(&"eth0".to_string()));
+
+    // The gateway is never a pod's.
+    let gw = std::net::Ipv4Addr::from(base + 1).to_string();
+    conf["runtimeConfig"] = json!({"ips": [gw]});
+    let out = node.podnet("ADD", "gw", Some(&path_str(other.path())), &conf);
+    assert_eq!(out.err_code(), 7);
+
+    // args.cni.ips works too.
+    let mut by_args = self::conf(&daemon, "1.0.0");
+    let wanted2 = std::net::Ipv4Addr::from(base + 99).to_string();
+    by_args["args"] = json!({"cni": {"ips": [wanted2.clone()]}});
+    let r = node.add(&other, "byargs", &by_args);
+    assert_eq!(v4_of(&r), format!("{wanted2}/24"));
+    node.del(Some(&pod), "static", &conf);
+    node.del(Some(&other), "byargs", &conf);
+}

@@ -85,7 +85,7 @@ pub fn add(args: &Args, conf: &NetConf, native: &NativeConf) -> Result<CniResult
     let req = Request::Add {
         key: key(args),
         netns: args.netns.as_ref().map(|p| p.display().to_string()),
-        requested: conf.runtime_config.ips.iter().map(|n| n.ip()).collect(),
+        requested: requested_ips(conf)?,
     };
     let allocation = match native.client().call(&req).map_err(PluginError::Daemon)? {
         Response::Allocated { allocation } => allocation,
@@ -106,6 +106,29 @@ pub fn add(args: &Args, conf: &NetConf, native: &NativeConf) -> Result<CniResult
         routes: native.routes.clone(),
         ..Default::default()
     })
+}
+
+/// Static addresses asked for: the `ips` capability (`runtimeConfig.ips`)
+/// or, by the CONVENTIONS, `args.cni.ips`.
+fn requested_ips(conf: &NetConf) -> Result<Vec<std::net::IpAddr>, PluginError> {
+    let mut ips: Vec<std::net::IpAddr> = conf.runtime_config.ips.iter().map(|n| n.ip()).collect();
+    if let Some(list) = conf.raw.pointer("/args/cni/ips").and_then(|v| v.as_array()) {
+        for v in list {
+            let text = v.as_str().unwrap_or_default();
+            let ip = text
+                .split('/')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| PluginError::IpamConfig {
+                    unknown_field: false,
+                    message: format!("args.cni.ips: {v} is not an IP address"),
+                })?;
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    Ok(ips)
 }
 
 /// DEL: released through the daemon, or spooled for it when it is down,
