@@ -56,4 +56,5 @@ pub const PODNET_IPAM: Plugin = Plugin {
     check,
     status,
     gc,
+    report: None,
 };

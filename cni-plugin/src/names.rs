@@ -44,6 +44,12 @@ pub fn host_veth_mac(container_id: &str, ifname: &str) -> [u8; 6] {
     mac_from(&["host-veth", container_id, ifname])
 }
 
+/// The node's VXLAN device MAC, derived from the node name so a restarted
+/// daemon keeps it and peers' FDB entries stay right.
+pub fn vtep_mac(node: &str) -> [u8; 6] {
+    mac_from(&["vtep", node])
+}
+
 /// The node bridge's MAC (see `netlink::link::ensure_bridge` for why it is set).
 pub fn bridge_mac(bridge: &str) -> [u8; 6] {
     mac_from(&["bridge", bridge])

@@ -143,6 +143,8 @@ pub struct Plugin {
     pub check: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
     pub status: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
     pub gc: fn(&Args, &NetConf, &[u8]) -> Result<(), PluginError>,
+    /// Told how long each ADD and DEL took and whether it worked.
+    pub report: Option<fn(&NetConf, Command, std::time::Duration, bool)>,
 }
 
 /// The `podnet` plugin.
@@ -153,6 +155,7 @@ pub const PODNET: Plugin = Plugin {
     check: cmd::check::check,
     status: cmd::status::status,
     gc: cmd::gc::gc,
+    report: Some(crate::ipam::report),
 };
 
 /// The whole plugin: parse once, dispatch, print once.
@@ -209,6 +212,7 @@ pub fn dispatch(
         ifname = args.ifname(),
     );
     let _enter = span.enter();
+    let started = std::time::Instant::now();
     let reply = match args.command {
         Command::Add => {
             (plugin.add)(args, &conf, stdin).map(|r| Reply::Json(r.to_json(conf.cni_version)))
@@ -221,6 +225,9 @@ pub fn dispatch(
     };
     if let Err(e) = &reply {
         tracing::warn!(code = e.code().0, error = %e, "failed");
+    }
+    if let (Some(report), Command::Add | Command::Del) = (plugin.report, args.command) {
+        report(&conf, args.command, started.elapsed(), reply.is_ok());
     }
     (reply, Some(conf.cni_version))
 }

@@ -5,16 +5,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use podnet_ipam::cluster::{NodeCidrAllocator, SledClusterStore};
 use podnet_ipam::pool::{Pool, PoolConfig, SledPoolStore};
 use podnet_ipam::spool::Spool;
 
+use crate::cniconf;
 use crate::config::DaemonConfig;
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
+use crate::node_setup;
+use crate::nodenet::NodeNet;
 use crate::reclaim::Reclaimer;
+use crate::routes::Underlay;
 use crate::server;
 use crate::service::Service;
+use crate::store::etcd::{EtcdBackend, EtcdOptions};
+use crate::store::local::LocalBackend;
+use crate::store::{Backend, NodeRecord};
 
 #[derive(Parser)]
 #[command(name = "podnetd", about = "podnet node daemon", version)]
@@ -26,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
-    Run(DaemonConfig),
+    Run(Box<DaemonConfig>),
     /// List this node's allocations and pool use.
     List {
         /// The daemon's IPAM socket.
@@ -40,7 +46,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let outcome = match cli.command {
         Command::List { socket } => crate::admin::list(&socket).map(|text| print!("{text}")),
-        Command::Run(config) => run(config),
+        Command::Run(config) => run(*config),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,10 +68,55 @@ fn init_logging() {
         .try_init();
 }
 
-/// Opens the state, claims the node CIDR, applies the spool, then serves.
-pub fn build_service(config: &DaemonConfig) -> Result<Service<SledPoolStore>, DaemonError> {
+fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(run_async(config))
+}
+
+/// Runs blocking work (netlink, sled, files) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Config(format!("a blocking task failed: {e}")))?
+}
+
+async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     let node = config.node_name()?;
     let cluster = config.cluster()?;
+    let nodenet = Arc::new(NodeNet::open(config.netns.as_deref())?);
+
+    let multi_node = config.store == "etcd";
+    let net = nodenet.clone();
+    let node_ip = config.node_ip;
+    let found = blocking(move || {
+        let mut nl = net.netlink()?;
+        Ok(node_setup::find_underlay(&mut nl, node_ip)?)
+    })
+    .await;
+    let (underlay, underlay_mtu, node_ip) = match found {
+        Ok(u) => u,
+        // A single node needs no underlay: nothing routes to peers.
+        Err(e) if !multi_node && config.node_ip.is_none() => {
+            tracing::warn!(error = %e, "no underlay; fine for a single node");
+            (
+                Underlay {
+                    index: 0,
+                    subnets: Vec::new(),
+                },
+                1500,
+                std::net::IpAddr::from([127, 0, 0, 1]),
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(node = %node, %node_ip, underlay = underlay.index, mtu = underlay_mtu, "node");
+
     std::fs::create_dir_all(&config.state_dir)
         .map_err(DaemonError::io("creating", &config.state_dir))?;
     let db_path = config.state_dir.join("ipam.db");
@@ -73,53 +124,138 @@ pub fn build_service(config: &DaemonConfig) -> Result<Service<SledPoolStore>, Da
         path: db_path.clone(),
         source,
     })?;
-    let tree = db.open_tree("cluster").map_err(|source| DaemonError::Db {
-        path: db_path.clone(),
-        source,
-    })?;
-    let lease = NodeCidrAllocator::new(cluster, SledClusterStore::open(tree)).allocate(&node)?;
-    tracing::info!(node = %node, cidrs = ?lease.cidrs, "node CIDR");
+    let backend = Arc::new(if multi_node {
+        Backend::Etcd(
+            EtcdBackend::connect(EtcdOptions {
+                endpoints: config.etcd_endpoints.clone(),
+                prefix: config.etcd_prefix.clone(),
+                lease_ttl_secs: config.lease_ttl_secs,
+                config: cluster.clone(),
+            })
+            .await?,
+        )
+    } else {
+        let tree = db.open_tree("cluster").map_err(|source| DaemonError::Db {
+            path: db_path.clone(),
+            source,
+        })?;
+        Backend::Local(LocalBackend::new(cluster.clone(), tree))
+    });
+    let me = backend
+        .register(NodeRecord {
+            node: node.clone(),
+            cidrs: Vec::new(),
+            addresses: vec![node_ip],
+            vtep_mac: Some(podnet_cni::netlink::link::format_mac(
+                &podnet_cni::names::vtep_mac(&node),
+            )),
+        })
+        .await?;
+    tracing::info!(node = %node, cidrs = ?me.cidrs, "node CIDR");
+
     let pool = Pool::new(
         PoolConfig {
-            ranges: lease.cidrs.clone(),
+            ranges: me.cidrs.clone(),
             reserved: config.reserved_ips.clone(),
         },
         SledPoolStore::open(&db)?,
     )?;
-    Ok(Service {
-        node,
-        node_cidrs: lease.cidrs,
+    let metrics = Arc::new(Metrics::default());
+    let svc = Arc::new(Service {
+        node: node.clone(),
+        node_cidrs: me.cidrs.clone(),
         pool,
-        metrics: Arc::new(Metrics::default()),
-    })
-}
-
-fn run(config: DaemonConfig) -> Result<(), DaemonError> {
-    let svc = Arc::new(build_service(&config)?);
+        metrics: metrics.clone(),
+    });
     let spool = Spool::new(&config.spool_dir);
     svc.drain_spool(&spool);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(DaemonError::Runtime)?;
-    runtime.block_on(async move {
-        let listener = server::bind_ipam_socket(&config.socket())?;
-        tracing::info!(socket = %config.socket().display(), "serving IPAM");
-        if let Some(addr) = config.metrics_addr {
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(DaemonError::io("binding metrics on", addr.to_string()))?;
-            tokio::spawn(server::serve_metrics(tcp, svc.clone()));
-        }
-        tokio::spawn(reclaim_loop(svc.clone(), spool, config.clone()));
-        tokio::select! {
-            _ = server::serve_ipam(listener, svc.clone()) => {}
-            _ = shutdown_signal() => tracing::info!("shutting down"),
-        }
-        Ok(())
+    // The node: bridge, forwarding, masquerade, and the overlay device
+    // when peers may sit on other segments.
+    let (net, cidrs, ranges, bridge, masq, node_name) = (
+        nodenet.clone(),
+        me.cidrs.clone(),
+        config.cluster_cidr.clone(),
+        config.bridge.clone(),
+        config.masquerade,
+        node.clone(),
+    );
+    let ul = underlay.clone();
+    let vxlan = blocking(move || {
+        let mut nl = net.netlink()?;
+        node_setup::ensure_bridge(&mut nl, &bridge, &cidrs)?;
+        node_setup::ensure_forwarding_and_masquerade(&net, &ranges, masq)?;
+        let vx = if multi_node {
+            Some(node_setup::ensure_vxlan(
+                &mut nl,
+                &node_name,
+                &ul,
+                underlay_mtu,
+                node_ip,
+                &cidrs,
+            )?)
+        } else {
+            None
+        };
+        Ok(vx)
     })
+    .await?;
+    let pod_mtu = if multi_node {
+        underlay_mtu.saturating_sub(if node_ip.is_ipv6() {
+            node_setup::VXLAN_OVERHEAD_V6
+        } else {
+            node_setup::VXLAN_OVERHEAD_V4
+        })
+    } else {
+        underlay_mtu
+    };
+
+    let listener = server::bind_ipam_socket(&config.socket())?;
+    tracing::info!(socket = %config.socket().display(), "serving IPAM");
+    tokio::spawn(server::serve_ipam(listener, svc.clone()));
+    if let Some(addr) = config.metrics_addr {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(DaemonError::io("binding metrics on", addr.to_string()))?;
+        tokio::spawn(server::serve_metrics(tcp, svc.clone()));
+    }
+    tokio::spawn(reclaim_loop(svc.clone(), spool, config.clone()));
+    tokio::spawn(crate::reconciler::run(
+        backend.clone(),
+        nodenet.clone(),
+        crate::reconciler::Topology {
+            me: node.clone(),
+            underlay,
+            vxlan,
+        },
+        metrics.clone(),
+        config.resync_interval(),
+    ));
+
+    // Last: the plugins and their configuration appear only once an ADD
+    // can be served, so the kubelet keeps the node NotReady until then.
+    if config.install_plugins {
+        let installed = cniconf::install_plugins(&config.cni_bin_dir)?;
+        tracing::info!(?installed, "installed the plugins");
+    }
+    let portmap = config.cni_bin_dir.join("portmap").is_file();
+    let path = cniconf::write_conflist(
+        &config.cni_conf_dir,
+        &cniconf::ConfList {
+            bridge: &config.bridge,
+            mtu: pod_mtu,
+            socket: &config.socket(),
+            spool_dir: &config.spool_dir,
+            portmap,
+        },
+    )?;
+    tracing::info!(path = %path.display(), mtu = pod_mtu, "ready: CNI configuration written");
+
+    shutdown_signal().await;
+    // Routes, the bridge and the configuration stay: pods keep working
+    // while the daemon restarts, and a restart removes nothing valid.
+    tracing::info!("shutting down");
+    Ok(())
 }
 
 async fn reclaim_loop(svc: Arc<Service<SledPoolStore>>, spool: Spool, config: DaemonConfig) {

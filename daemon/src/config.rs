@@ -61,6 +61,58 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_RECLAIM_GRACE", default_value_t = 60)]
     pub reclaim_grace_secs: u64,
 
+    /// The cluster store: `local` (embedded, one node) or `etcd`.
+    #[arg(long, env = "PODNET_STORE", default_value = "local", value_parser = ["local", "etcd"])]
+    pub store: String,
+
+    /// etcd client URLs, for `--store etcd`.
+    #[arg(long, env = "PODNET_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Key prefix in etcd (several clusters can share one etcd).
+    #[arg(long, env = "PODNET_ETCD_PREFIX", default_value = "/podnet")]
+    pub etcd_prefix: String,
+
+    /// Seconds a node's lease lives without keep-alive; a node gone this
+    /// long is removed from every peer's routes.
+    #[arg(long, env = "PODNET_LEASE_TTL", default_value_t = 15)]
+    pub lease_ttl_secs: i64,
+
+    /// Manage the node given as a network namespace path instead of the
+    /// daemon's own namespace (simulated nodes, tests, the demo).
+    #[arg(long, env = "PODNET_NETNS")]
+    pub netns: Option<PathBuf>,
+
+    /// The node's underlay address (default: the first global address of
+    /// the default route's interface).
+    #[arg(long, env = "PODNET_NODE_IP")]
+    pub node_ip: Option<std::net::IpAddr>,
+
+    /// The node bridge pods attach to.
+    #[arg(long, env = "PODNET_BRIDGE", default_value = "podnet0")]
+    pub bridge: String,
+
+    /// Where the CNI configuration is written once the daemon can serve ADD.
+    #[arg(long, env = "PODNET_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+
+    /// Where the plugin binaries live (and are installed with
+    /// `--install-plugins`).
+    #[arg(long, env = "PODNET_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+
+    /// Copy `podnet` and `podnet-ipam` from next to podnetd into the CNI bin dir.
+    #[arg(long, env = "PODNET_INSTALL_PLUGINS")]
+    pub install_plugins: bool,
+
+    /// Masquerade pod traffic leaving the cluster ranges.
+    #[arg(long, env = "PODNET_MASQUERADE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub masquerade: bool,
+
+    /// Seconds between full route resyncs (events apply at once anyway).
+    #[arg(long, env = "PODNET_RESYNC_INTERVAL", default_value_t = 30)]
+    pub resync_interval_secs: u64,
+
     /// Prometheus metrics and health endpoints (`/metrics`, `/healthz`,
     /// `/readyz`); off unless given.
     #[arg(long, env = "PODNET_METRICS_ADDR")]
@@ -68,6 +120,10 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
+    pub fn resync_interval(&self) -> Duration {
+        Duration::from_secs(self.resync_interval_secs.max(1))
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.run_dir.join("ipam.sock")
     }

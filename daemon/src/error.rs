@@ -25,6 +25,10 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Client(#[from] podnet_ipam::client::ClientError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Kernel(#[from] podnet_cni::netlink::NetlinkError),
 }
 
 impl DaemonError {

@@ -4,9 +4,15 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cniconf;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod node_setup;
+pub mod nodenet;
 pub mod reclaim;
+pub mod reconciler;
+pub mod routes;
 pub mod server;
 pub mod service;
+pub mod store;

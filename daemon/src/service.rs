@@ -78,6 +78,17 @@ impl<S: PoolStore> Service<S> {
                 detail: "serving".into(),
             },
             Request::Gc { valid } => self.gc(&valid),
+            Request::Report { verb, micros, ok } => {
+                let d = std::time::Duration::from_micros(micros);
+                match (verb.as_str(), ok) {
+                    ("ADD", true) => self.metrics.plugin_add.observe(d),
+                    ("DEL", true) => self.metrics.plugin_del.observe(d),
+                    ("ADD", false) => Metrics::inc(&self.metrics.plugin_add_errors),
+                    ("DEL", false) => Metrics::inc(&self.metrics.plugin_del_errors),
+                    _ => {}
+                }
+                Response::Noted
+            }
             Request::List => match (self.pool.list(), self.pool.usage()) {
                 (Ok(allocations), Ok(usage)) => Response::Listing {
                     node: self.node.clone(),

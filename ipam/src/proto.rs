@@ -34,6 +34,8 @@ pub enum Request {
     Gc { valid: Vec<AttachmentKey> },
     /// Every allocation and the pool's usage (the admin view).
     List,
+    /// The plugin's own measure of an ADD or DEL, for the daemon's metrics.
+    Report { verb: String, micros: u64, ok: bool },
 }
 
 /// Adjacently tagged: an internally tagged enum is buffered by serde,
@@ -47,6 +49,8 @@ pub enum Response {
     Released {
         found: bool,
     },
+    /// A report was recorded.
+    Noted,
     /// CHECK of a key with no allocation.
     Unknown,
     Status {

@@ -20,6 +20,13 @@ pub struct DaemonOpts {
     pub reclaim_interval_secs: u64,
     pub reclaim_grace_secs: u64,
     pub metrics_addr: Option<String>,
+    /// `Some`: run podnetd outside the node, managing it through
+    /// `--netns` (it then reaches etcd on the machine's loopback).
+    pub manage_netns: Option<PathBuf>,
+    pub etcd_endpoint: Option<String>,
+    pub node_ip: Option<String>,
+    pub lease_ttl_secs: i64,
+    pub resync_interval_secs: u64,
 }
 
 impl Default for DaemonOpts {
@@ -31,6 +38,11 @@ impl Default for DaemonOpts {
             reclaim_interval_secs: 30,
             reclaim_grace_secs: 60,
             metrics_addr: None,
+            manage_netns: None,
+            etcd_endpoint: None,
+            node_ip: None,
+            lease_ttl_secs: 15,
+            resync_interval_secs: 30,
         }
     }
 }
@@ -54,6 +66,10 @@ impl TestDaemon {
 
     pub fn spool_dir(&self) -> PathBuf {
         self.dir.path().join("spool")
+    }
+
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -105,6 +121,14 @@ impl TestDaemon {
             .arg(self.opts.reclaim_interval_secs.to_string())
             .arg("--reclaim-grace-secs")
             .arg(self.opts.reclaim_grace_secs.to_string())
+            .arg("--cni-conf-dir")
+            .arg(self.cni_conf_dir())
+            .arg("--cni-bin-dir")
+            .arg(bins::REFERENCE_PLUGINS)
+            .arg("--lease-ttl-secs")
+            .arg(self.opts.lease_ttl_secs.to_string())
+            .arg("--resync-interval-secs")
+            .arg(self.opts.resync_interval_secs.to_string())
             .env("PODNET_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -112,7 +136,24 @@ impl TestDaemon {
         if let Some(addr) = &self.opts.metrics_addr {
             cmd.arg("--metrics-addr").arg(addr);
         }
-        let child = node.run(|| cmd.spawn()).expect("spawn podnetd");
+        if let Some(ep) = &self.opts.etcd_endpoint {
+            cmd.arg("--store")
+                .arg("etcd")
+                .arg("--etcd-endpoints")
+                .arg(ep);
+        }
+        if let Some(ip) = &self.opts.node_ip {
+            cmd.arg("--node-ip").arg(ip);
+        }
+        let child = match &self.opts.manage_netns {
+            Some(path) => {
+                cmd.arg("--netns").arg(path);
+                cmd.spawn()
+            }
+            None => node.run(|| cmd.spawn()),
+        }
+        .expect("spawn podnetd");
+        crate::cleanup::register_pid(child.id());
         self.child = Some(child);
         self.wait_ready();
     }
@@ -146,6 +187,7 @@ impl TestDaemon {
     /// SIGKILL, the way a crash looks.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
+            crate::cleanup::unregister_pid(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -154,6 +196,7 @@ impl TestDaemon {
     /// SIGTERM and wait, the way a rolling update looks.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            crate::cleanup::unregister_pid(child.id());
             if let Ok(pid) = i32::try_from(child.id()) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -170,6 +213,25 @@ impl TestDaemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The running process's pid (`None` once stopped or killed), e.g. for
+    /// a bench's emergency cleanup, which cannot rely on `Drop`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The podnet plugin configuration the daemon wrote, as libcni would
+    /// hand it to the first plugin of the list.
+    pub fn written_conf(&self) -> serde_json::Value {
+        let path = self.cni_conf_dir().join("10-podnet.conflist");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let list: serde_json::Value = serde_json::from_str(&text).expect("conflist JSON");
+        let mut conf = list["plugins"][0].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        conf
     }
 
     pub fn client(&self) -> Client {

@@ -3,7 +3,10 @@
 //! they did. Nothing here touches the machine's own namespace.
 
 pub mod bins;
+pub mod cleanup;
+pub mod cluster;
 pub mod daemon;
+pub mod etcd;
 pub mod net;
 pub mod netns;
 pub mod node;

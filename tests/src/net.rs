@@ -102,3 +102,24 @@ pub fn tcp_exchange(ns: &TestNetns, addr: SocketAddr, listener: TcpListener) -> 
     }
     Ok(())
 }
+
+/// Sends one datagram from `from` to `to_ip:port` in `to` and returns the
+/// source address the receiver saw (to observe masquerading).
+pub fn udp_seen_source(from: &TestNetns, to: &TestNetns, to_ip: IpAddr) -> Result<IpAddr, String> {
+    let server = to
+        .run(|| UdpSocket::bind(SocketAddr::new(to_ip, 0)))
+        .map_err(|e| format!("bind in {}: {e}", to.name()))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    server
+        .set_read_timeout(Some(WAIT))
+        .map_err(|e| e.to_string())?;
+    let client = from
+        .run(|| UdpSocket::bind("0.0.0.0:0"))
+        .map_err(|e| format!("bind in {}: {e}", from.name()))?;
+    client.send_to(b"who", addr).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 8];
+    let (_, peer) = server
+        .recv_from(&mut buf)
+        .map_err(|e| format!("{addr} received nothing: {e}"))?;
+    Ok(peer.ip())
+}

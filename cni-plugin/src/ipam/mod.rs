@@ -56,3 +56,12 @@ pub fn gc(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> 
         None => delegated::forward_if_supported("GC", args, conf, stdin),
     }
 }
+
+/// Tells podnetd how long an ADD or DEL took, for its metrics; only when
+/// podnetd is the IPAM (it is then known to be there), and never holding
+/// the verb up for long.
+pub fn report(conf: &NetConf, verb: crate::skel::Command, took: std::time::Duration, ok: bool) {
+    if let Ok(Some(n)) = native_conf(conf) {
+        native::report(&n, verb.as_str(), took, ok);
+    }
+}

@@ -214,3 +214,17 @@ pub fn gc(conf: &NetConf, native: &NativeConf) -> Result<(), PluginError> {
         other => Err(unexpected(&other)),
     }
 }
+
+pub fn report(native: &NativeConf, verb: &str, took: std::time::Duration, ok: bool) {
+    let req = Request::Report {
+        verb: verb.to_string(),
+        micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        ok,
+    };
+    let client = native
+        .client()
+        .with_timeout(std::time::Duration::from_millis(200));
+    if let Err(e) = client.call(&req) {
+        tracing::debug!(error = %e, "could not report to podnetd");
+    }
+}

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RouteProtocol, RouteScope,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::RouteMessageBuilder;
@@ -24,6 +25,9 @@ pub struct RouteEntry {
     pub scope: u8,
     pub mtu: Option<u32>,
     pub advmss: Option<u32>,
+    /// The gateway is on the link even though no address says so (routes
+    /// into an overlay device).
+    pub onlink: bool,
 }
 
 impl RouteEntry {
@@ -43,6 +47,7 @@ impl RouteEntry {
             },
             mtu: None,
             advmss: None,
+            onlink: false,
         }
     }
 
@@ -64,6 +69,9 @@ impl RouteEntry {
         }
         if let Some(p) = self.priority {
             b = b.priority(p);
+        }
+        if self.onlink {
+            b = b.onlink();
         }
         let mut msg = b.build();
         let mut metrics = Vec::new();
@@ -113,6 +121,7 @@ impl RouteEntry {
             (None, _) => return None,
         };
         let dst = IpNetwork::new(dst_ip, msg.header.destination_prefix_length).ok()?;
+        let onlink = msg.header.flags.contains(RouteFlags::Onlink);
         Some(Self {
             dst,
             gw,
@@ -123,6 +132,7 @@ impl RouteEntry {
             scope: u8::from(msg.header.scope),
             mtu,
             advmss,
+            onlink,
         })
     }
 }

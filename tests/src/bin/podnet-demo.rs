@@ -1,85 +1,100 @@
-//! The single-node demo: a node namespace, a few pods wired by podnet,
-//! an all-pairs connectivity table, and full cleanup at exit.
+//! The demo: a three-node cluster on this one machine. Nodes are network
+//! namespaces on an underlay, each with its podnetd; etcd on loopback is
+//! the shared store. Pods on every node, an all-pairs connectivity table,
+//! and everything removed at exit (also on Ctrl-C).
 
-use std::net::IpAddr;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use podnet_tests::cluster::{Pod, TestCluster};
 use podnet_tests::net::udp_round_trip;
-use podnet_tests::netns::TestNetns;
-use podnet_tests::node::TestNode;
 
-const PODS: usize = 4;
+const NODES: usize = 3;
+const PODS_PER_NODE: usize = 2;
 
 fn main() -> ExitCode {
-    let node = TestNode::new(100);
-    let conf = node.conf("1.0.0");
+    podnet_tests::cleanup::on_signal_clean_up("podnet-demo");
+    let started = Instant::now();
+    let mut cluster = TestCluster::new(1, 10);
     println!(
-        "node namespace {} (bridge podnet0, pods in {} and {})",
-        node.ns.name(),
-        node.subnet4(),
-        node.subnet6()
+        "etcd at {} (loopback); underlay 192.168.60.0/24",
+        cluster.etcd.endpoint()
     );
-    let pods: Vec<TestNetns> = (0..PODS).map(|_| TestNetns::new("demo")).collect();
-    let mut addrs: Vec<(IpAddr, IpAddr)> = Vec::new();
-    println!("\n{:<22} {:<16} {:<24} host veth", "pod", "IPv4", "IPv6");
-    for (i, pod) in pods.iter().enumerate() {
-        let r = node.add(pod, &format!("demo{i}"), &conf);
-        let ip = |k: usize| -> IpAddr {
-            let cidr = r["ips"][k]["address"].as_str().unwrap_or_default();
-            cidr.split('/')
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .unwrap_or(IpAddr::from([0, 0, 0, 0]))
-        };
-        addrs.push((ip(0), ip(1)));
+    for _ in 0..NODES {
+        cluster.add_node(0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster
+        .live_nodes()
+        .all(|(i, _)| cluster.routes(i).len() == NODES - 1)
+    {
+        if Instant::now() > deadline {
+            eprintln!("routes did not converge");
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "\n{:<8} {:<16} routes to the other nodes' pods",
+        "node", "underlay"
+    );
+    for (i, n) in cluster.live_nodes() {
         println!(
-            "{:<22} {:<16} {:<24} {}",
-            pod.name(),
-            ip(0).to_string(),
-            ip(1).to_string(),
-            r["interfaces"][0]["name"].as_str().unwrap_or_default()
+            "{:<8} {:<16} {}",
+            n.name,
+            n.ip.to_string(),
+            cluster.routes(i).join(", ")
         );
     }
 
-    println!("\nconnectivity (UDP round trip, IPv4/IPv6):");
+    let mut pods: Vec<Pod> = Vec::new();
+    for node in 0..NODES {
+        for _ in 0..PODS_PER_NODE {
+            pods.push(cluster.add_pod(node));
+        }
+    }
+    println!("\n{:<8} {:<8} {}", "pod", "node", "address");
+    for p in &pods {
+        println!("{:<8} node-{:<3} {}", p.id, p.node, p.ip);
+    }
+
+    println!("\nconnectivity (UDP round trip between pods):");
     print!("{:>8}", "");
-    for j in 0..PODS {
-        print!("{:>10}", format!("pod{j}"));
+    for p in &pods {
+        print!("{:>7}", p.id);
     }
     println!();
     let mut failures = 0;
-    for (i, from) in pods.iter().enumerate() {
-        print!("{:>8}", format!("pod{i}"));
-        for (j, to) in pods.iter().enumerate() {
-            if i == j {
-                print!("{:>10}", "-");
-                continue;
-            }
-            let v4 = udp_round_trip(from, to, addrs[j].0).is_ok();
-            let v6 = udp_round_trip(from, to, addrs[j].1).is_ok();
-            failures += usize::from(!v4) + usize::from(!v6);
-            let mark = |ok: bool| if ok { "ok" } else { "FAIL" };
-            print!("{:>10}", format!("{}/{}", mark(v4), mark(v6)));
+    for a in &pods {
+        print!("{:>8}", a.id);
+        for b in &pods {
+            let mark = if a.id == b.id {
+                "-"
+            } else if udp_round_trip(&a.ns, &b.ns, b.ip).is_ok() {
+                "ok"
+            } else {
+                failures += 1;
+                "FAIL"
+            };
+            print!("{mark:>7}");
         }
         println!();
     }
-
-    for (i, pod) in pods.iter().enumerate() {
-        node.del(Some(pod), &format!("demo{i}"), &conf);
+    for p in &pods {
+        cluster.del_pod(p);
     }
-    let leftover = node.host_veths().len() + node.reserved("podnet").len();
+    let pairs = pods.len() * (pods.len() - 1);
+    drop(pods);
+    drop(cluster);
     println!(
-        "\ncleanup: {} veths and {} addresses left",
-        node.host_veths().len(),
-        node.reserved("podnet").len()
+        "\ncleaned up: pods, nodes, daemons and etcd removed ({:.1} s in all)",
+        started.elapsed().as_secs_f64()
     );
-    // Namespaces are removed as `pods` and `node` drop.
-    if failures == 0 && leftover == 0 {
-        println!("all {} pairs reached each other", PODS * (PODS - 1));
+    if failures == 0 {
+        println!("all {pairs} pod pairs reached each other across {NODES} nodes");
         ExitCode::SUCCESS
     } else {
-        println!("{failures} failed round trips");
+        println!("{failures} of {pairs} pairs failed");
         ExitCode::FAILURE
     }
 }

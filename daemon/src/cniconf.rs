@@ -1,0 +1,139 @@
+//! The CNI configuration podnetd writes, and the plugin binaries it
+//! installs: both atomically, so containerd never reads half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use podnet_cni::spec::CniVersion;
+use serde_json::{json, Value};
+
+use crate::error::DaemonError;
+
+/// The file name sorts before other configurations: the runtime uses the
+/// first one it finds.
+pub const CONFLIST_NAME: &str = "10-podnet.conflist";
+
+pub struct ConfList<'a> {
+    pub bridge: &'a str,
+    pub mtu: u32,
+    pub socket: &'a Path,
+    pub spool_dir: &'a Path,
+    /// Chain the reference portmap plugin (hostPort) when it is installed.
+    pub portmap: bool,
+}
+
+impl ConfList<'_> {
+    pub fn to_json(&self) -> Value {
+        let mut plugins = vec![json!({
+            "type": "podnet",
+            "bridge": self.bridge,
+            "mtu": self.mtu,
+            "ipam": {
+                "type": "podnet-ipam",
+                "socket": self.socket,
+                "spoolDir": self.spool_dir,
+            },
+        })];
+        if self.portmap {
+            plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+        }
+        json!({
+            "cniVersion": CniVersion::LATEST.as_str(),
+            // Runtimes that know CNI 1.1 pick the highest version both
+            // sides speak from this list (containerd 1.6 reads cniVersion).
+            "cniVersions": ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+            "name": "podnet",
+            "plugins": plugins,
+        })
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a
+/// rename: containerd 1.6 ignores a file moved in from elsewhere.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(DaemonError::io("creating", dir))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DaemonError::io("writing", path)(e)
+    })
+}
+
+pub fn write_conflist(conf_dir: &Path, conf: &ConfList<'_>) -> Result<PathBuf, DaemonError> {
+    let path = conf_dir.join(CONFLIST_NAME);
+    let mut text = serde_json::to_vec_pretty(&conf.to_json()).unwrap_or_default();
+    text.push(b'\n');
+    write_atomic(&path, &text, 0o644)?;
+    Ok(path)
+}
+
+/// Removes our configuration, so the node reads as not ready.
+pub fn remove_conflist(conf_dir: &Path) {
+    let _ = std::fs::remove_file(conf_dir.join(CONFLIST_NAME));
+}
+
+/// Copies the plugin binaries that sit next to the running podnetd into
+/// `bin_dir` (atomically each), so the image carries one set of binaries.
+pub fn install_plugins(bin_dir: &Path) -> Result<Vec<PathBuf>, DaemonError> {
+    let exe = std::env::current_exe().map_err(DaemonError::io("locating", "podnetd"))?;
+    let src_dir = exe.parent().unwrap_or(Path::new("/"));
+    let mut installed = Vec::new();
+    for name in ["podnet", "podnet-ipam"] {
+        let src = src_dir.join(name);
+        let bytes = std::fs::read(&src).map_err(DaemonError::io("reading", &src))?;
+        let dst = bin_dir.join(name);
+        write_atomic(&dst, &bytes, 0o755)?;
+        installed.push(dst);
+    }
+    Ok(installed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflist_is_a_valid_podnet_configuration() {
+        let c = ConfList {
+            bridge: "podnet0",
+            mtu: 1450,
+            socket: Path::new("/run/podnet/ipam.sock"),
+            spool_dir: Path::new("/var/lib/podnet/spool"),
+            portmap: true,
+        };
+        let doc = c.to_json();
+        assert_eq!(doc["cniVersion"], "1.1.0");
+        assert_eq!(doc["plugins"][1]["type"], "portmap");
+        // The first plugin's configuration, as libcni would hand it to
+        // podnet, parses with podnet's own strict parser.
+        let mut plugin = doc["plugins"][0].clone();
+        plugin["cniVersion"] = doc["cniVersion"].clone();
+        plugin["name"] = doc["name"].clone();
+        let conf = podnet_cni::spec::NetConf::parse(plugin.to_string().as_bytes()).unwrap();
+        assert_eq!(conf.mtu, Some(1450));
+        assert_eq!(conf.ipam.unwrap().plugin_type, "podnet-ipam");
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.conflist");
+        write_atomic(&path, b"one", 0o644).unwrap();
+        write_atomic(&path, b"two", 0o644).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,150 @@
+//! Preparing the node: the bridge with the gateway addresses, forwarding,
+//! masquerade for traffic leaving the cluster, the VXLAN device.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use podnet_cni::names;
+use podnet_cni::netlink::{addr, link, masquerade, route, sysctl, vxlan, Netlink, NetlinkError};
+
+use crate::nodenet::NodeNet;
+use crate::routes::Underlay;
+
+/// The VXLAN device's name, port and VNI (the port is the Linux default,
+/// which flannel uses too; 4789 is IANA's).
+pub const VXLAN_NAME: &str = "podnet.vx";
+pub const VXLAN_PORT: u16 = 8472;
+pub const VXLAN_VNI: u32 = 1;
+/// Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
+pub const VXLAN_OVERHEAD_V4: u32 = 50;
+pub const VXLAN_OVERHEAD_V6: u32 = 70;
+
+/// The first host of a CIDR: the gateway pods use.
+pub fn gateway(cidr: &IpNetwork) -> IpAddr {
+    match cidr {
+        IpNetwork::V4(n) => IpAddr::V4((u32::from(n.network()) + 1).into()),
+        IpNetwork::V6(n) => IpAddr::V6((u128::from(n.network()) + 1).into()),
+    }
+}
+
+/// The node's underlay: the interface that holds `node_ip` (else the
+/// default route's), its index, MTU and connected subnets.
+pub fn find_underlay(
+    nl: &mut Netlink,
+    node_ip: Option<IpAddr>,
+) -> Result<(Underlay, u32, IpAddr), NetlinkError> {
+    let links = link::list_links(nl)?;
+    let mut candidates = Vec::new();
+    if let Some(oif) = route::default_route_oif(nl)? {
+        candidates.push(oif);
+    }
+    candidates.extend(links.iter().map(|l| l.index));
+    for index in candidates {
+        let subnets: Vec<IpNetwork> = addr::list_addresses(nl, index)?
+            .into_iter()
+            .filter(|a| match a.ip() {
+                IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+                IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+            })
+            .collect();
+        let ip = match node_ip {
+            Some(ip) if subnets.iter().any(|s| s.ip() == ip) => ip,
+            Some(_) => continue,
+            None => match subnets.first() {
+                Some(s) => s.ip(),
+                None => continue,
+            },
+        };
+        let mtu = links
+            .iter()
+            .find(|l| l.index == index)
+            .map(|l| l.mtu)
+            .unwrap_or(1500);
+        let subnets = subnets
+            .iter()
+            .filter_map(|s| IpNetwork::new(s.network(), s.prefix()).ok())
+            .collect();
+        return Ok((Underlay { index, subnets }, mtu, ip));
+    }
+    Err(NetlinkError::kernel(
+        "finding the node's underlay interface",
+        std::io::Error::other(match node_ip {
+            Some(ip) => format!("no interface holds the node address {ip}"),
+            None => "no default route and no interface with a global address".to_string(),
+        }),
+    ))
+}
+
+/// Bridge up with a fixed MAC and the gateway address of every node CIDR.
+pub fn ensure_bridge(
+    nl: &mut Netlink,
+    bridge: &str,
+    cidrs: &[IpNetwork],
+) -> Result<u32, NetlinkError> {
+    let br = link::ensure_bridge(nl, bridge, names::bridge_mac(bridge), None)?;
+    for cidr in cidrs {
+        let gw = IpNetwork::new(gateway(cidr), cidr.prefix()).map_err(|e| {
+            NetlinkError::kernel("gateway address", std::io::Error::other(e.to_string()))
+        })?;
+        addr::ensure_address(nl, br.index, gw)?;
+    }
+    Ok(br.index)
+}
+
+/// Forwarding on, masquerade for traffic leaving the cluster ranges: both
+/// inside the node's namespace.
+pub fn ensure_forwarding_and_masquerade(
+    node: &NodeNet,
+    cluster: &[IpNetwork],
+    masquerade_on: bool,
+) -> Result<(), NetlinkError> {
+    let v6 = cluster.iter().any(|c| c.is_ipv6());
+    let cluster = cluster.to_vec();
+    node.run(move || -> Result<(), NetlinkError> {
+        sysctl::ensure("net/ipv4/ip_forward", "1")?;
+        if v6 {
+            sysctl::ensure("net/ipv6/conf/all/forwarding", "1")?;
+        }
+        if masquerade_on {
+            masquerade::ensure_masquerade(&cluster)?;
+        }
+        Ok(())
+    })?
+}
+
+/// The VXLAN device for peers on other segments, addressed with the
+/// network address of each node CIDR (the next hop peers route to).
+pub fn ensure_vxlan(
+    nl: &mut Netlink,
+    node: &str,
+    underlay: &Underlay,
+    underlay_mtu: u32,
+    local: IpAddr,
+    cidrs: &[IpNetwork],
+) -> Result<u32, NetlinkError> {
+    let overhead = if local.is_ipv6() {
+        VXLAN_OVERHEAD_V6
+    } else {
+        VXLAN_OVERHEAD_V4
+    };
+    let vx = vxlan::ensure_vxlan(
+        nl,
+        &vxlan::VxlanSpec {
+            name: VXLAN_NAME,
+            vni: VXLAN_VNI,
+            local,
+            port: VXLAN_PORT,
+            underlay_index: Some(underlay.index),
+            mtu: underlay_mtu.saturating_sub(overhead),
+            mac: names::vtep_mac(node),
+        },
+    )?;
+    for cidr in cidrs {
+        let host = if cidr.is_ipv6() { 128 } else { 32 };
+        let a = IpNetwork::new(cidr.network(), host).map_err(|e| {
+            NetlinkError::kernel("vxlan address", std::io::Error::other(e.to_string()))
+        })?;
+        addr::ensure_address(nl, vx.index, a)?;
+    }
+    Ok(vx.index)
+}

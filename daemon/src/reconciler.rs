@@ -1,0 +1,113 @@
+//! The route loop: the store's watch drives it, a timer resyncs it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use crate::nodenet::NodeNet;
+use crate::routes::{self, Underlay};
+use crate::store::{Backend, NodeRecord, StoreEvent};
+
+/// What the reconciler knows of this node's own network.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub me: String,
+    pub underlay: Underlay,
+    pub vxlan: Option<u32>,
+}
+
+fn apply(peers: &mut BTreeMap<String, NodeRecord>, ev: StoreEvent) {
+    match ev {
+        StoreEvent::Upsert(r) => {
+            peers.insert(r.node.clone(), r);
+        }
+        StoreEvent::Removed(node) => {
+            peers.remove(&node);
+        }
+        StoreEvent::Resync(all) => {
+            *peers = all.into_iter().map(|r| (r.node.clone(), r)).collect();
+        }
+    }
+}
+
+pub async fn run(
+    backend: Arc<Backend>,
+    node: Arc<NodeNet>,
+    topo: Topology,
+    metrics: Arc<Metrics>,
+    resync: Duration,
+) {
+    let (tx, mut rx) = mpsc::channel(4096);
+    let watcher = backend.clone();
+    tokio::spawn(async move { watcher.watch(tx).await });
+    let mut peers: BTreeMap<String, NodeRecord> = BTreeMap::new();
+    // Until the store has answered once, the kernel's routes are the best
+    // knowledge there is: reconciling against an empty set would delete
+    // every valid route at each restart.
+    let mut synced = false;
+    let mut tick = tokio::time::interval(resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { return };
+                synced |= matches!(ev, StoreEvent::Resync(_));
+                apply(&mut peers, ev);
+                // A burst of events is one reconcile.
+                while let Ok(ev) = rx.try_recv() {
+                    synced |= matches!(ev, StoreEvent::Resync(_));
+                    apply(&mut peers, ev);
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        if !synced {
+            continue;
+        }
+        let list: Vec<NodeRecord> = peers.values().cloned().collect();
+        Metrics::set(
+            &metrics.peers,
+            list.iter().filter(|p| p.node != topo.me).count(),
+        );
+        let (node, topo2) = (node.clone(), topo.clone());
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut nl = node.netlink()?;
+            let want = routes::desired(&topo2.me, &list, &topo2.underlay, topo2.vxlan);
+            routes::reconcile(&mut nl, &want, topo2.vxlan)
+        })
+        .await;
+        metrics.reconcile.observe(started.elapsed());
+        match outcome {
+            Ok(Ok(applied)) => {
+                Metrics::set(&metrics.routes, applied.routes);
+                let changes = applied.added + applied.replaced + applied.removed;
+                metrics.route_changes.fetch_add(
+                    u64::try_from(changes).unwrap_or(0),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                if changes > 0 {
+                    tracing::info!(
+                        added = applied.added,
+                        replaced = applied.replaced,
+                        removed = applied.removed,
+                        routes = applied.routes,
+                        took_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "routes reconciled"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                Metrics::inc(&metrics.reconcile_errors);
+                tracing::warn!(error = %e, "route reconcile failed; retrying at the next event or resync");
+            }
+            Err(e) => {
+                Metrics::inc(&metrics.reconcile_errors);
+                tracing::warn!(error = %e, "route reconcile task failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! podnet across nodes: simulated nodes on an underlay, a podnetd each,
+//! a real etcd as the shared store; pods on every node reach each other.
+
+use std::time::{Duration, Instant};
+
+use podnet_tests::cluster::{Pod, TestCluster};
+use podnet_tests::net::{udp_round_trip, udp_seen_source};
+use podnet_tests::netns::TestNetns;
+
+/// Polls `f` until it holds or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn all_pairs(cluster: &TestCluster, pods: &[Pod]) {
+    let mut failures = Vec::new();
+    for a in pods {
+        for b in pods {
+            if a.id != b.id {
+                if let Err(e) = udp_round_trip(&a.ns, &b.ns, b.ip) {
+                    failures.push(format!(
+                        "{} (node {}) -> {} (node {}): {e}",
+                        a.id, a.node, b.id, b.node
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} pairs failed:\n{}",
+        failures.len(),
+        pods.len() * (pods.len() - 1),
+        failures.join("\n")
+    );
+    let _ = cluster;
+}
+
+fn converge(cluster: &TestCluster, peers: usize) {
+    eventually(Duration::from_secs(10), "routes to every peer", || {
+        cluster
+            .live_nodes()
+            .all(|(i, _)| cluster.routes(i).len() == peers)
+    });
+}
+
+#[test]
+fn nodes_join_talk_and_leave() {
+    let mut cluster = TestCluster::new(1, 3);
+    for _ in 0..3 {
+        cluster.add_node(0);
+    }
+    converge(&cluster, 2);
+    // Distinct node CIDRs, each node routing to the other two via host-gw.
+    let r0 = cluster.routes(0);
+    assert!(r0.iter().all(|r| r.contains("via 192.168.60.")), "{r0:?}");
+
+    let mut pods: Vec<Pod> = Vec::new();
+    for node in 0..3 {
+        for _ in 0..3 {
+            pods.push(cluster.add_pod(node));
+        }
+    }
+    all_pairs(&cluster, &pods);
+
+    // A fourth node joins: every node routes to it, its pod reaches all.
+    let joined_at = Instant::now();
+    let n3 = cluster.add_node(0);
+    converge(&cluster, 3);
+    println!("join to routes on every node: {:?}", joined_at.elapsed());
+    pods.push(cluster.add_pod(n3));
+    all_pairs(&cluster, &pods);
+
+    // A node leaves: once its lease expires its routes go everywhere.
+    let gone_cidr = cluster
+        .routes(0)
+        .into_iter()
+        .find(|r| r.contains("192.168.60.11"))
+        .unwrap();
+    pods.retain(|p| p.node != 1);
+    cluster.remove_node(1);
+    eventually(
+        Duration::from_secs(10),
+        "routes to the removed node gone",
+        || {
+            cluster
+                .live_nodes()
+                .all(|(i, _)| !cluster.routes(i).contains(&gone_cidr))
+        },
+    );
+    converge(&cluster, 2);
+    all_pairs(&cluster, &pods);
+    for p in &pods {
+        cluster.del_pod(p);
+    }
+}
+
+#[test]
+fn nodes_on_different_segments_talk_through_vxlan() {
+    let mut cluster = TestCluster::new(2, 5);
+    let a = cluster.add_node(0);
+    let b = cluster.add_node(1);
+    converge(&cluster, 1);
+    let route = &cluster
+        .node(a)
+        .ns
+        .ip_json(&["route", "show", "proto", "157"])[0];
+    assert_eq!(route["dev"], "podnet.vx", "{route}");
+    assert!(route["flags"].to_string().contains("onlink"), "{route}");
+    let pa = cluster.add_pod(a);
+    let pb = cluster.add_pod(b);
+    udp_round_trip(&pa.ns, &pb.ns, pb.ip).unwrap();
+    udp_round_trip(&pb.ns, &pa.ns, pa.ip).unwrap();
+    // The overlay keeps pod addresses end to end.
+    assert_eq!(udp_seen_source(&pa.ns, &pb.ns, pb.ip).unwrap(), pa.ip);
+    cluster.del_pod(&pa);
+    cluster.del_pod(&pb);
+}
+
+#[test]
+fn restarting_podnetd_under_traffic_loses_no_packet() {
+    let mut cluster = TestCluster::new(1, 10);
+    let a = cluster.add_node(0);
+    let b = cluster.add_node(0);
+    converge(&cluster, 1);
+    let pa = cluster.add_pod(a);
+    let pb = cluster.add_pod(b);
+    let routes_before = (cluster.routes(a), cluster.routes(b));
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, failed) = std::thread::scope(|s| {
+        let traffic = s.spawn(|| {
+            let (mut sent, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if let Err(e) = udp_round_trip(&pa.ns, &pb.ns, pb.ip) {
+                    failed.push(e);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (sent, failed)
+        });
+        for node in [a, b, a] {
+            let podnet_tests::cluster::ClusterNode { daemon, ns, .. } = cluster.node_mut(node);
+            daemon.kill9();
+            std::thread::sleep(Duration::from_millis(200));
+            // Restart on the same state, managing the same node namespace.
+            daemon.restart(ns);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        traffic.join().unwrap()
+    });
+    assert!(sent > 100, "too little traffic to prove anything: {sent}");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} round trips failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!((cluster.routes(a), cluster.routes(b)), routes_before);
+    cluster.del_pod(&pa);
+    cluster.del_pod(&pb);
+}
+
+#[test]
+fn etcd_down_for_30_seconds_changes_nothing() {
+    let mut cluster = TestCluster::new(1, 10);
+    let a = cluster.add_node(0);
+    let b = cluster.add_node(0);
+    converge(&cluster, 1);
+    let pb = cluster.add_pod(b);
+    let before = (cluster.routes(a), cluster.routes(b));
+
+    cluster.etcd.stop();
+    let down_since = Instant::now();
+    let mut pods = Vec::new();
+    while down_since.elapsed() < Duration::from_secs(30) {
+        // Routes stay, and pods are still created and reach the other node.
+        assert_eq!((cluster.routes(a), cluster.routes(b)), before);
+        let p = cluster.add_pod(a);
+        udp_round_trip(&p.ns, &pb.ns, pb.ip).unwrap();
+        pods.push(p);
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    cluster.etcd.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((cluster.routes(a), cluster.routes(b)), before);
+    // And the store works again: a new node is seen by both.
+    cluster.add_node(0);
+    converge(&cluster, 2);
+    for p in &pods {
+        cluster.del_pod(p);
+    }
+    cluster.del_pod(&pb);
+}
+
+#[test]
+fn pod_traffic_leaving_the_cluster_is_masqueraded() {
+    let mut cluster = TestCluster::new(1, 5);
+    let a = cluster.add_node(0);
+    let b = cluster.add_node(0);
+    converge(&cluster, 1);
+    let pa = cluster.add_pod(a);
+    let pb = cluster.add_pod(b);
+    // A host on the underlay that is not a node: outside the cluster range.
+    let outside = TestNetns::new("out");
+    cluster.attach_host(&outside, 0, "192.168.60.200");
+    let seen = udp_seen_source(&pa.ns, &outside, "192.168.60.200".parse().unwrap()).unwrap();
+    assert_eq!(
+        seen,
+        cluster.node(a).ip,
+        "leaving the cluster: the node's address"
+    );
+    let seen = udp_seen_source(&pa.ns, &pb.ns, pb.ip).unwrap();
+    assert_eq!(seen, pa.ip, "inside the cluster: the pod's own address");
+    cluster.del_pod(&pa);
+    cluster.del_pod(&pb);
+}
