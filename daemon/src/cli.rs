@@ -87,6 +87,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
+    config.validate()?;
     let node = config.node_name()?;
     let cluster = config.cluster()?;
     let nodenet = Arc::new(NodeNet::open(config.netns.as_deref())?);

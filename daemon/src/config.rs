@@ -148,6 +148,23 @@ impl DaemonConfig {
             .ok_or_else(|| DaemonError::Config("no --node-name and no host name".into()))
     }
 
+    /// Checks what the flags can only get wrong together, before anything
+    /// is touched.
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        if self.store == "etcd" && self.etcd_endpoints.is_empty() {
+            return Err(DaemonError::Config(
+                "--store etcd needs --etcd-endpoints (e.g. http://127.0.0.1:2379)".into(),
+            ));
+        }
+        if self.bridge.is_empty() || self.bridge.len() > 15 || self.bridge.contains('/') {
+            return Err(DaemonError::Config(format!(
+                "--bridge {:?} is not an interface name (1-15 bytes, no '/')",
+                self.bridge
+            )));
+        }
+        self.cluster().map(|_| ())
+    }
+
     pub fn cluster(&self) -> Result<ClusterConfig, DaemonError> {
         let v4 = node_prefix_v4(self.max_pods)?;
         Ok(ClusterConfig::new(

@@ -221,3 +221,99 @@ fn pod_traffic_leaving_the_cluster_is_masqueraded() {
     cluster.del_pod(&pa);
     cluster.del_pod(&pb);
 }
+
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn metrics_report_peers_routes_pool_and_plugin_latencies() {
+    let mut cluster = TestCluster::new(1, 5);
+    let a = cluster.add_node(0);
+    let b = cluster.add_node(0);
+    converge(&cluster, 1);
+    // Restart a's daemon with a metrics endpoint on loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    {
+        let podnet_tests::cluster::ClusterNode { daemon, ns, .. } = cluster.node_mut(a);
+        daemon.stop();
+        daemon.opts.metrics_addr = Some(addr.clone());
+        daemon.restart(ns);
+    }
+    let pod = cluster.add_pod(a);
+    let _other = cluster.add_pod(b);
+    eventually(
+        Duration::from_secs(10),
+        "peers and routes in the metrics",
+        || {
+            let m = scrape(&addr);
+            m.contains("podnet_peers 1") && m.contains("podnet_routes 1")
+        },
+    );
+    let m = scrape(&addr);
+    for want in [
+        "podnet_ipam_allocations_total 1",
+        "podnet_cni_duration_seconds_count{verb=\"ADD\"} 1",
+        "podnet_ipam_pool_used{range=\"",
+        "podnet_reconcile_duration_seconds_count",
+    ] {
+        assert!(m.contains(want), "missing {want} in:\n{m}");
+    }
+    cluster.del_pod(&pod);
+    let m = scrape(&addr);
+    assert!(
+        m.contains("podnet_cni_duration_seconds_count{verb=\"DEL\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn bad_daemon_configuration_is_a_clear_error_at_start() {
+    let podnetd = podnet_tests::bins::workspace_bin("podnetd");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().display().to_string();
+    // A node namespace of its own: were a bad flag ever accepted, the daemon
+    // would still never touch the machine's own namespace.
+    let node = TestNetns::new("n");
+    let netns = node.path().display().to_string();
+    for (args, says) in [
+        (vec!["--cluster-cidr", "10.0.0.0/8,10.1.0.0/16"], "overlap"),
+        (vec!["--max-pods", "0"], "max"),
+        (vec!["--cluster-cidr", "10.0.0.0/33"], "cluster-cidr"),
+        (vec!["--store", "etcd"], "etcd"),
+        (vec!["--store", "nosuch"], "store"),
+    ] {
+        let out = std::process::Command::new(&podnetd)
+            .arg("run")
+            .args(&args)
+            .args([
+                "--node-name",
+                "n",
+                "--state-dir",
+                &state,
+                "--run-dir",
+                &state,
+                "--cni-conf-dir",
+                &state,
+                "--netns",
+                &netns,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Nothing was written: no configuration for the runtime to pick up.
+    assert!(!dir.path().join("10-podnet.conflist").exists());
+}

@@ -309,9 +309,6 @@ async fn keep_alive(inner: Arc<Inner>, mut lease: i64, mut ttl: i64) {
     loop {
         match inner.keep_lease(lease, ttl, &mut backoff).await {
             LeaseEnd::Broken(err) => {
-                if err.to_string().len() > 0 {
-                    return;
-                }
                 let delay = backoff.next_delay();
                 tracing::warn!(
                     endpoints = %inner.endpoints,
