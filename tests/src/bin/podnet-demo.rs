@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             pods.push(cluster.add_pod(node));
         }
     }
-    println!("\n{:<8} {:<8} {}", "pod", "node", "address");
+    println!("\n{:<8} {:<8} address", "pod", "node");
     for p in &pods {
         println!("{:<8} node-{:<3} {}", p.id, p.node, p.ip);
     }
