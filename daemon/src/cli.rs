@@ -264,12 +264,23 @@ async fn reclaim_loop(svc: Arc<Service<SledPoolStore>>, spool: Spool, config: Da
     let spool = Arc::new(spool);
     loop {
         tokio::time::sleep(config.reclaim_interval()).await;
+        // A runtime that cannot be asked says nothing about its pods.
+        let live = match &config.cri_socket {
+            Some(socket) => match crate::cri::sandbox_ids(socket).await {
+                Ok(ids) => Some(ids),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list pod sandboxes; judging by namespaces only");
+                    None
+                }
+            },
+            None => None,
+        };
         let (svc2, spool2) = (svc.clone(), spool.clone());
         let grace = config.reclaim_grace();
         // The pass touches the filesystem and sled: off the async threads.
         let r = tokio::task::spawn_blocking(move || {
             svc2.drain_spool(&spool2);
-            let released = reclaimer.pass(&svc2, grace, std::time::Instant::now());
+            let released = reclaimer.pass(&svc2, grace, std::time::Instant::now(), live.as_ref());
             (reclaimer, released)
         })
         .await;

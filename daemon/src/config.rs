@@ -113,6 +113,12 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_RESYNC_INTERVAL", default_value_t = 30)]
     pub resync_interval_secs: u64,
 
+    /// The container runtime's CRI socket (e.g. containerd's). When set,
+    /// the reclaimer also releases addresses of pods the runtime no longer
+    /// lists, not only of pods whose network namespace is gone.
+    #[arg(long, env = "PODNET_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+
     /// Prometheus metrics and health endpoints (`/metrics`, `/healthz`,
     /// `/readyz`); off unless given.
     #[arg(long, env = "PODNET_METRICS_ADDR")]

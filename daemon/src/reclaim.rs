@@ -3,7 +3,7 @@
 //! itself: an allocation whose pod network namespace has been gone for
 //! longer than a grace period is released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,12 +28,14 @@ pub struct Reclaimer {
 }
 
 impl Reclaimer {
-    /// One pass; returns the attachments released.
+    /// One pass; returns the attachments released. `live` is the set of
+    /// sandbox ids the runtime lists, when podnetd can ask it.
     pub fn pass<S: PoolStore>(
         &mut self,
         svc: &Service<S>,
         grace: Duration,
         now: Instant,
+        live: Option<&HashSet<String>>,
     ) -> Vec<AttachmentKey> {
         let allocations = match svc.pool.list() {
             Ok(a) => a,
@@ -45,10 +47,10 @@ impl Reclaimer {
         let mut still_missing = HashMap::new();
         let mut released = Vec::new();
         for a in allocations {
-            let Some(netns) = a.netns.as_deref() else {
-                continue;
-            };
-            if !netns_gone(netns) {
+            let netns = a.netns.as_deref().unwrap_or("-");
+            let namespace_gone = a.netns.as_deref().is_some_and(netns_gone);
+            let runtime_forgot = live.is_some_and(|ids| !ids.contains(&a.key.container_id));
+            if !namespace_gone && !runtime_forgot {
                 continue;
             }
             let since = self.missing_since.get(&a.key).copied().unwrap_or(now);
@@ -60,7 +62,9 @@ impl Reclaimer {
                             ifname = %a.key.ifname,
                             netns,
                             ips = ?a.ips,
-                            "reclaimed leaked addresses: the pod's network namespace is gone and no DEL came"
+                            namespace_gone,
+                            runtime_forgot,
+                            "reclaimed leaked addresses: the pod is gone and no DEL came"
                         );
                         Metrics::inc(&svc.metrics.reclaimed);
                         released.push(a.key);
@@ -76,5 +80,77 @@ impl Reclaimer {
         }
         self.missing_since = still_missing;
         released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use podnet_ipam::pool::{AllocateRequest, MemoryPoolStore, Pool, PoolConfig};
+
+    use super::*;
+
+    fn service() -> Service<MemoryPoolStore> {
+        let pool = Pool::new(
+            PoolConfig {
+                ranges: vec!["10.244.1.0/24".parse().unwrap()],
+                reserved: Vec::new(),
+            },
+            MemoryPoolStore::default(),
+        )
+        .unwrap();
+        Service {
+            node: "n".into(),
+            node_cidrs: Vec::new(),
+            pool,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+        }
+    }
+
+    fn add(svc: &Service<MemoryPoolStore>, id: &str, netns: &str) {
+        svc.pool
+            .allocate(&AllocateRequest {
+                key: AttachmentKey {
+                    container_id: id.into(),
+                    ifname: "eth0".into(),
+                },
+                netns: Some(netns.into()),
+                requested: Vec::new(),
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn gone_namespaces_and_forgotten_sandboxes_are_reclaimed_after_grace() {
+        let svc = service();
+        let dir = tempfile::tempdir().unwrap();
+        let alive = dir.path().join("alive");
+        std::fs::write(&alive, "").unwrap();
+        let alive = alive.display().to_string();
+        let gone = dir.path().join("gone").display().to_string();
+        add(&svc, "alive", &alive);
+        add(&svc, "gone", &gone);
+        add(&svc, "forgotten", &alive);
+        add(&svc, "unseen", "/no/such/dir/ns");
+
+        let mut r = Reclaimer::default();
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(60);
+        let live: HashSet<String> = ["alive", "gone", "unseen"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // First sighting starts the grace period.
+        assert!(r.pass(&svc, grace, t0, Some(&live)).is_empty());
+        let mut released = r.pass(&svc, grace, t0 + grace, Some(&live));
+        released.sort();
+        let ids: Vec<&str> = released.iter().map(|k| k.container_id.as_str()).collect();
+        assert_eq!(ids, vec!["forgotten", "gone"]);
+        // A directory we cannot see says nothing; without CRI nothing else is judged.
+        let mut r = Reclaimer::default();
+        add(&svc, "forgotten2", &alive);
+        assert!(r.pass(&svc, Duration::ZERO, t0, None).is_empty());
+        assert_eq!(svc.pool.list().unwrap().len(), 3);
     }
 }

@@ -106,6 +106,7 @@ impl TestEtcd {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {ETCD_BIN} (Debian etcd-server): {e}"));
+        crate::cleanup::register_pid(child.id());
         self.child = Some(child);
         self.paused = false;
         self.wait_ready();
@@ -114,6 +115,7 @@ impl TestEtcd {
     /// SIGTERM by pid and wait for the exit. The data stays.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            crate::cleanup::unregister_pid(child.id());
             if self.paused {
                 signal(&child, Signal::SIGCONT);
                 self.paused = false;
@@ -198,6 +200,7 @@ impl TestEtcd {
 impl Drop for TestEtcd {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            crate::cleanup::unregister_pid(child.id());
             // SIGKILL by pid works on a stopped process too.
             let _ = child.kill();
             let _ = child.wait();
