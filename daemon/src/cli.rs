@@ -33,6 +33,12 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Run(Box<DaemonConfig>),
+    /// Copy the `podnet` and `podnet-ipam` plugins next to this binary into
+    /// the CNI bin dir (the DaemonSet's init step).
+    Install {
+        #[arg(long, env = "PODNET_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+        cni_bin_dir: PathBuf,
+    },
     /// List this node's allocations and pool use.
     List {
         /// The daemon's IPAM socket.
@@ -45,6 +51,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let outcome = match cli.command {
+        Command::Install { cni_bin_dir } => cniconf::install_plugins(&cni_bin_dir).map(|paths| {
+            for p in paths {
+                println!("installed {}", p.display());
+            }
+        }),
         Command::List { socket } => crate::admin::list(&socket).map(|text| print!("{text}")),
         Command::Run(config) => run(*config),
     };

@@ -9,7 +9,8 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ListPodSandboxRequest, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest, VersionRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StatusRequest, StopPodSandboxRequest,
+    VersionRequest,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -109,6 +110,21 @@ impl CriClient {
             .await
         })?;
         Ok((r.runtime_name, r.runtime_version))
+    }
+
+    /// The runtime's verbose Status `info`, each value parsed as JSON
+    /// (containerd's `cniconfig` shows the CNI networks it loaded).
+    pub fn status_info(&self) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let r = self.call("Status", |mut c| async move {
+            c.status(StatusRequest { verbose: true }).await
+        })?;
+        Ok(r.info
+            .into_iter()
+            .map(|(k, v)| {
+                let parsed = serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v));
+                (k, parsed)
+            })
+            .collect())
     }
 
     /// RunPodSandbox for a pod `namespace/name` with `uid`; the sandbox id.

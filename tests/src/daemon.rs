@@ -27,6 +27,9 @@ pub struct DaemonOpts {
     pub node_ip: Option<String>,
     pub lease_ttl_secs: i64,
     pub resync_interval_secs: u64,
+    /// The container runtime's CRI socket (`--cri-socket`): the reclaimer
+    /// then also releases pods the runtime no longer lists.
+    pub cri_socket: Option<PathBuf>,
 }
 
 impl Default for DaemonOpts {
@@ -43,6 +46,7 @@ impl Default for DaemonOpts {
             node_ip: None,
             lease_ttl_secs: 15,
             resync_interval_secs: 30,
+            cri_socket: None,
         }
     }
 }
@@ -144,6 +148,9 @@ impl TestDaemon {
         }
         if let Some(ip) = &self.opts.node_ip {
             cmd.arg("--node-ip").arg(ip);
+        }
+        if let Some(socket) = &self.opts.cri_socket {
+            cmd.arg("--cri-socket").arg(socket);
         }
         let child = match &self.opts.manage_netns {
             Some(path) => {

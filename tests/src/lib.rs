@@ -5,11 +5,14 @@
 pub mod bins;
 pub mod cleanup;
 pub mod cluster;
+pub mod containerd;
+pub mod cri;
 pub mod daemon;
 pub mod etcd;
 pub mod net;
 pub mod netns;
 pub mod node;
+pub mod pause;
 pub mod plugin;
 
 /// Root-only tests call this first: they fail loudly, never pass silently,

@@ -84,6 +84,9 @@ static DAEMON_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static PODNETD: OnceLock<PathBuf> = OnceLock::new();
 /// Set when a signal arrived: what fails afterwards is the cleanup's doing.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Set by the emergency cleanup: no new operation starts, so nothing
+/// writes into the directories it is removing.
+static ABORTING: AtomicBool = AtomicBool::new(false);
 
 /// A lock that cannot stay poisoned: the data (paths, pids) stays valid.
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -338,6 +341,9 @@ impl Subject {
 
     /// One timed invocation; runs on a thread inside the node namespace.
     fn op(&self, verb: &str, container_id: &str, i: usize) -> Result<Duration, String> {
+        if ABORTING.load(Ordering::SeqCst) {
+            return Err("aborting: no new operation".into());
+        }
         let netns = self.netns_for(i).display().to_string();
         let inv = Invocation {
             plugin: &self.plugin,
@@ -952,28 +958,52 @@ fn kill_daemons() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (me, Some(podnetd)) = (std::process::id(), PODNETD.get()) else {
+    let Some(podnetd) = PODNETD.get() else {
         return;
     };
+    for (pid, _, exe) in children() {
+        if exe.as_ref() == Some(podnetd) {
+            sigkill(pid);
+        }
+    }
+}
+
+/// This process's children that have not been reaped: (pid, state, exe).
+/// Only these pids are ever signalled: they cannot belong to anyone else.
+fn children() -> Vec<(u32, char, Option<PathBuf>)> {
+    let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
+        return Vec::new();
     };
+    let mut found = Vec::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
         // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
-        let ppid = std::fs::read_to_string(e.path().join("stat"))
+        let Some((state, ppid)) = std::fs::read_to_string(e.path().join("stat"))
             .ok()
             .and_then(|t| {
-                let rest = t.rsplit_once(')')?.1.to_string();
-                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-            });
-        if ppid == Some(me)
-            && std::fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe == *podnetd)
-        {
-            sigkill(pid);
+                let mut rest = t.rsplit_once(')')?.1.split_whitespace();
+                let state = rest.next()?.chars().next()?;
+                Some((state, rest.next()?.parse::<u32>().ok()?))
+            })
+        else {
+            continue;
+        };
+        if ppid == me {
+            found.push((pid, state, std::fs::read_link(e.path().join("exe")).ok()));
         }
+    }
+    found
+}
+
+/// Waits (a few seconds at most) until no child of ours runs any more:
+/// plugin processes already started finish on their own.
+fn wait_for_children() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && children().iter().any(|(_, state, _)| *state != 'Z') {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -982,7 +1012,9 @@ fn kill_daemons() {
 /// directories. For the panic hook and the signal thread, where drops do
 /// not run.
 fn emergency_cleanup() {
+    ABORTING.store(true, Ordering::SeqCst);
     kill_daemons();
+    wait_for_children();
     let prefix = format!("pnt{}-", std::process::id());
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
@@ -994,7 +1026,11 @@ fn emergency_cleanup() {
     }
     if let Ok(paths) = TEMP_PATHS.try_lock() {
         for p in paths.iter() {
-            let _ = std::fs::remove_dir_all(p);
+            // Once more if a last writer (sled's flusher) raced the first.
+            if std::fs::remove_dir_all(p).is_err() {
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = std::fs::remove_dir_all(p);
+            }
         }
     }
 }

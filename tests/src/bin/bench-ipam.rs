@@ -66,6 +66,9 @@ static DAEMON_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static PODNETD: OnceLock<PathBuf> = OnceLock::new();
 /// Set when a signal arrived: what fails afterwards is the cleanup's doing.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Set by the emergency cleanup: no new operation starts, so nothing
+/// writes into the directories it is removing.
+static ABORTING: AtomicBool = AtomicBool::new(false);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -144,7 +147,7 @@ fn drive<R: Send>(
                         barrier.wait();
                         while !failed.load(Ordering::Relaxed) {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= n {
+                            if i >= n || ABORTING.load(Ordering::Relaxed) {
                                 break;
                             }
                             let start = Instant::now();
@@ -546,33 +549,60 @@ fn kill_daemons() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (me, Some(podnetd)) = (std::process::id(), PODNETD.get()) else {
+    let Some(podnetd) = PODNETD.get() else {
         return;
     };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let ppid = std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|t| {
-                let rest = t.rsplit_once(')')?.1.to_string();
-                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-            });
-        if ppid == Some(me)
-            && std::fs::read_link(e.path().join("exe")).is_ok_and(|exe| exe == *podnetd)
-        {
+    for (pid, _, exe) in children() {
+        if exe.as_ref() == Some(podnetd) {
             sigkill(pid);
         }
     }
 }
 
+/// This process's children that have not been reaped: (pid, state, exe).
+/// Only these pids are ever signalled: they cannot belong to anyone else.
+fn children() -> Vec<(u32, char, Option<PathBuf>)> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+        let Some((state, ppid)) = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|t| {
+                let mut rest = t.rsplit_once(')')?.1.split_whitespace();
+                let state = rest.next()?.chars().next()?;
+                Some((state, rest.next()?.parse::<u32>().ok()?))
+            })
+        else {
+            continue;
+        };
+        if ppid == me {
+            found.push((pid, state, std::fs::read_link(e.path().join("exe")).ok()));
+        }
+    }
+    found
+}
+
+/// Waits (a few seconds at most) until no child of ours runs any more:
+/// plugin processes already started finish on their own.
+fn wait_for_children() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && children().iter().any(|(_, state, _)| *state != 'Z') {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// For the panic hook and the signal thread, where drops do not run.
 fn emergency_cleanup() {
+    ABORTING.store(true, Ordering::SeqCst);
     kill_daemons();
+    wait_for_children();
     let prefix = format!("pnt{}-", std::process::id());
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
@@ -584,7 +614,11 @@ fn emergency_cleanup() {
     }
     if let Ok(paths) = TEMP_PATHS.try_lock() {
         for p in paths.iter() {
-            let _ = std::fs::remove_dir_all(p);
+            // Once more if a last writer (sled's flusher) raced the first.
+            if std::fs::remove_dir_all(p).is_err() {
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = std::fs::remove_dir_all(p);
+            }
         }
     }
 }
