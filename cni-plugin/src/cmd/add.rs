@@ -127,14 +127,20 @@ fn gateway_of(ip: &IpConfig) -> Option<IpAddr> {
     })
 }
 
+/// The MTU of the interface the node's traffic leaves by: a FIB lookup of
+/// an address no node routes specially (TEST-NET-1; nothing is sent), so
+/// the cost does not grow with the node's routing table.
 fn detect_mtu(host_nl: &mut Netlink) -> Result<u32, NetlinkError> {
-    let Some(oif) = route::default_route_oif(host_nl)? else {
+    let probe = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    let oif = match route::lookup_oif(host_nl, probe) {
+        Ok(Some(oif)) => Some(oif),
+        // No IPv4 route out (an IPv6-only node): the default route then.
+        Ok(None) | Err(_) => route::default_route_oif(host_nl)?,
+    };
+    let Some(oif) = oif else {
         return Ok(FALLBACK_MTU);
     };
-    let links = link::list_links(host_nl)?;
-    Ok(links
-        .iter()
-        .find(|l| l.index == oif)
+    Ok(link::get_link_by_index(host_nl, oif)?
         .map(|l| l.mtu)
         .unwrap_or(FALLBACK_MTU))
 }

@@ -87,6 +87,19 @@ pub fn get_link(nl: &mut Netlink, name: &str) -> Result<Option<Link>, NetlinkErr
     }))
 }
 
+/// Equivalent to `ip link show dev INDEX`; `None` when there is none.
+pub fn get_link_by_index(nl: &mut Netlink, index: u32) -> Result<Option<Link>, NetlinkError> {
+    let msg = LinkUnspec::new_with_index(index).build();
+    let reply = nl.get(
+        &format!("ip link show {index}"),
+        RouteNetlinkMessage::GetLink(msg),
+    )?;
+    Ok(reply.and_then(|r| match r {
+        RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
+        _ => None,
+    }))
+}
+
 /// Equivalent to `ip link show` (every link of the namespace).
 pub fn list_links(nl: &mut Netlink) -> Result<Vec<Link>, NetlinkError> {
     let msg = LinkMessage::default();

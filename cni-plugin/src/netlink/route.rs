@@ -195,6 +195,30 @@ pub fn list_routes(nl: &mut Netlink, ipv6: bool) -> Result<Vec<RouteEntry>, Netl
         .collect())
 }
 
+/// The interface the kernel would send a packet to `dst` through: a FIB
+/// lookup, one reply however many routes the node holds (no packet is sent).
+///
+/// Equivalent to `ip route get DST`.
+pub fn lookup_oif(nl: &mut Netlink, dst: IpAddr) -> Result<Option<u32>, NetlinkError> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = if dst.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    msg.header.destination_prefix_length = if dst.is_ipv6() { 128 } else { 32 };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    let reply = nl.get(
+        &format!("ip route get {dst}"),
+        RouteNetlinkMessage::GetRoute(msg),
+    )?;
+    Ok(reply.and_then(|r| match r {
+        RouteNetlinkMessage::NewRoute(m) => RouteEntry::from_message(m).and_then(|e| e.oif),
+        _ => None,
+    }))
+}
+
 /// The interface of the IPv4 (else IPv6) default route in the main table,
 /// whose MTU pods should inherit.
 pub fn default_route_oif(nl: &mut Netlink) -> Result<Option<u32>, NetlinkError> {
