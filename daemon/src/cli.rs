@@ -19,6 +19,7 @@ use crate::routes::Underlay;
 use crate::server;
 use crate::service::Service;
 use crate::store::etcd::{EtcdBackend, EtcdOptions};
+use crate::store::kube::{KubeBackend, KubeOptions};
 use crate::store::local::LocalBackend;
 use crate::store::{Backend, NodeRecord};
 
@@ -103,7 +104,7 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     let cluster = config.cluster()?;
     let nodenet = Arc::new(NodeNet::open(config.netns.as_deref())?);
 
-    let multi_node = config.store == "etcd";
+    let multi_node = config.store != "local";
     let net = nodenet.clone();
     let node_ip = config.node_ip;
     let found = blocking(move || {
@@ -136,7 +137,15 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         path: db_path.clone(),
         source,
     })?;
-    let backend = Arc::new(if multi_node {
+    let backend = Arc::new(if config.store == "kubernetes" {
+        Backend::Kube(
+            KubeBackend::connect(KubeOptions {
+                kubeconfig: config.kubeconfig.clone(),
+                config: cluster.clone(),
+            })
+            .await?,
+        )
+    } else if multi_node {
         Backend::Etcd(
             EtcdBackend::connect(EtcdOptions {
                 endpoints: config.etcd_endpoints.clone(),

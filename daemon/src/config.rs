@@ -61,9 +61,15 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_RECLAIM_GRACE", default_value_t = 60)]
     pub reclaim_grace_secs: u64,
 
-    /// The cluster store: `local` (embedded, one node) or `etcd`.
-    #[arg(long, env = "PODNET_STORE", default_value = "local", value_parser = ["local", "etcd"])]
+    /// The cluster store: `local` (embedded, one node), `etcd`, or
+    /// `kubernetes` (the API server's Nodes, as on kind).
+    #[arg(long, env = "PODNET_STORE", default_value = "local", value_parser = ["local", "etcd", "kubernetes"])]
     pub store: String,
+
+    /// A kubeconfig for `--store kubernetes`; without it, the in-cluster
+    /// config (the pod's service account).
+    #[arg(long, env = "PODNET_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 
     /// etcd client URLs, for `--store etcd`.
     #[arg(long, env = "PODNET_ETCD_ENDPOINTS", value_delimiter = ',')]

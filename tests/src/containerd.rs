@@ -2,7 +2,9 @@
 //! its own root, state dir, socket and CNI dirs under a tempdir, running
 //! inside the node's network namespace (entered with `nsenter --net`, not
 //! `ip netns exec`, which remounts /sys and hides the cgroup v1 mounts),
-//! with the CRI plugin loading the conflist the node's podnetd wrote.
+//! with the CRI plugin loading the conflist the node's podnetd wrote. Pod
+//! namespaces are pinned under its state dir (`netns_mounts_under_state_dir`),
+//! not in /run/netns, so whatever containerd leaves goes with the tempdir.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -18,6 +20,8 @@ use crate::cri::CriClient;
 use crate::pause;
 
 /// Plugins the tests never use: off, so containerd starts fast and quiet.
+/// (Not `io.containerd.runtime.v1.linux`: 1.6's tasks service, hence CRI,
+/// fails to load without it.)
 const DISABLED_PLUGINS: &[&str] = &[
     "io.containerd.snapshotter.v1.aufs",
     "io.containerd.snapshotter.v1.btrfs",
@@ -26,7 +30,6 @@ const DISABLED_PLUGINS: &[&str] = &[
     "io.containerd.tracing.processor.v1.otlp",
     "io.containerd.internal.v1.tracing",
     "io.containerd.internal.v1.opt",
-    "io.containerd.runtime.v1.linux",
 ];
 
 /// Reference plugins linked into every containerd's CNI bin dir: containerd
@@ -81,7 +84,10 @@ impl TestContainerd {
             log: dir.path().join("containerd.log"),
             dir,
             netns: netns.to_path_buf(),
-            snapshotter: opts.snapshotter.clone().unwrap_or_else(|| "overlayfs".into()),
+            snapshotter: opts
+                .snapshotter
+                .clone()
+                .unwrap_or_else(|| "overlayfs".into()),
             opts,
             child: None,
             metrics_addr,
@@ -159,6 +165,7 @@ disabled_plugins = [{disabled}]
   sandbox_image = "{image}"
   restrict_oom_score_adj = true
   enable_selinux = false
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "{snapshotter}"
     default_runtime_name = "runc"
@@ -291,34 +298,50 @@ disabled_plugins = [{disabled}]
     /// network namespaces stay (as after a node's disk is wiped).
     pub fn wipe_state(&mut self) {
         assert!(self.child.is_none(), "kill9 first");
-        self.kill_leftovers();
-        for dir in [self.root(), self.state()] {
-            let _ = std::fs::remove_dir_all(&dir);
+        self.kill_leftovers(false);
+        // Everything but the pinned pod namespaces.
+        let _ = std::fs::remove_dir_all(self.root());
+        for entry in read_dir(&self.state()) {
+            if entry.file_name() == Some("io.containerd.grpc.v1.cri".as_ref()) {
+                for inner in read_dir(&entry) {
+                    if inner != self.netns_dir() {
+                        let _ = std::fs::remove_dir_all(&inner);
+                    }
+                }
+            } else {
+                let _ = std::fs::remove_dir_all(&entry);
+            }
         }
     }
 
+    /// Where containerd pins its pods' network namespaces.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.state().join("io.containerd.grpc.v1.cri").join("netns")
+    }
+
     /// Kills every shim and task process recorded under the state dir,
-    /// removes their cgroups, unmounts everything under the tempdir.
-    fn kill_leftovers(&self) {
+    /// removes their cgroups, unmounts everything under the tempdir (but
+    /// the pinned pod namespaces unless `netns`).
+    fn kill_leftovers(&self, netns: bool) {
         let tasks = self.state().join("io.containerd.runtime.v2.task");
         let mut ids = Vec::new();
         for ns in read_dir(&tasks) {
             for bundle in read_dir(&ns) {
-                for file in ["init.pid", "shim.pid"] {
-                    if let Some(pid) = std::fs::read_to_string(bundle.join(file))
-                        .ok()
-                        .and_then(|t| t.trim().parse::<i32>().ok())
-                    {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
+                if let Some(pid) = std::fs::read_to_string(bundle.join("init.pid"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                {
+                    sigkill(pid);
                 }
                 if let (Some(ns), Some(id)) = (ns.file_name(), bundle.file_name()) {
                     ids.push((ns.to_os_string(), id.to_os_string()));
                 }
             }
+        }
+        // 1.6's runc v2 shims write no pid file: they are known by the
+        // address of this containerd on their command line.
+        for pid in shim_pids(&self.socket()) {
+            sigkill(pid);
         }
         std::thread::sleep(Duration::from_millis(100));
         for (ns, id) in &ids {
@@ -326,7 +349,8 @@ disabled_plugins = [{disabled}]
                 let _ = std::fs::remove_dir(controller.join(ns).join(id));
             }
         }
-        unmount_under(self.dir.path());
+        let keep = (!netns).then(|| self.netns_dir());
+        unmount_under(self.dir.path(), keep.as_deref());
     }
 
     /// Best effort, while containerd still runs: stop and remove every
@@ -368,7 +392,7 @@ disabled_plugins = [{disabled}]
             self.remove_all_sandboxes();
         }
         self.stop_process();
-        self.kill_leftovers();
+        self.kill_leftovers(true);
     }
 }
 
@@ -378,14 +402,42 @@ impl Drop for TestContainerd {
     }
 }
 
+/// The shims serving the containerd at `socket` (`containerd-shim-runc-v2
+/// ... -address <socket>`): 1.6's runc v2 shims write no pid file.
+pub fn shim_pids(socket: &Path) -> Vec<i32> {
+    let socket = socket.as_os_str().as_encoded_bytes();
+    read_dir(Path::new("/proc"))
+        .into_iter()
+        .filter_map(|p| {
+            let pid: i32 = p.file_name()?.to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(p.join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_shim = args.first()?.ends_with(b"containerd-shim-runc-v2");
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == b"-address" && w[1] == socket);
+            (is_shim && ours).then_some(pid)
+        })
+        .collect()
+}
+
+/// SIGKILL by pid.
+pub fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 fn read_dir(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }
 
-/// Lazily unmounts every mount point under `dir`, deepest first.
-fn unmount_under(dir: &Path) {
+/// Lazily unmounts every mount point under `dir` (but `keep`), deepest
+/// first.
+fn unmount_under(dir: &Path, keep: Option<&Path>) {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };
@@ -393,7 +445,7 @@ fn unmount_under(dir: &Path) {
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
+        .filter(|p| p.starts_with(dir) && !keep.is_some_and(|k| p.starts_with(k)))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for p in points {
@@ -409,8 +461,8 @@ fn free_port_in(netns: &Path) -> SocketAddr {
         .expect("free port")
 }
 
-/// A network namespace someone else made (a pod's `/var/run/netns/cni-...`
-/// that containerd created): entered, never deleted.
+/// A network namespace someone else made (a pod's, which containerd
+/// created and pinned under its state dir): entered, never deleted.
 pub struct ForeignNetns {
     path: PathBuf,
 }
@@ -429,6 +481,13 @@ impl ForeignNetns {
         NetNs::open(&self.path)
             .and_then(|ns| ns.run(f))
             .unwrap_or_else(|e| panic!("entering {}: {e}", self.path.display()))
+    }
+
+    /// Unpins the namespace (unmount and remove its file): once no
+    /// process is in it, it and its links go, as on a node's reboot.
+    pub fn unpin(&self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

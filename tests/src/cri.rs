@@ -29,7 +29,8 @@ pub struct SandboxStatus {
     pub ip: String,
     pub additional_ips: Vec<String>,
     /// The network namespace from the verbose info's runtime spec
-    /// (containerd's `/var/run/netns/cni-...`), when asked verbosely.
+    /// (containerd's `cni-...`, pinned under its state dir), when asked
+    /// verbosely.
     pub netns: Option<PathBuf>,
     /// The verbose `info` JSON, when asked verbosely.
     pub info: Option<serde_json::Value>,
@@ -68,13 +69,14 @@ impl CriClient {
                 .connect_timeout(Duration::from_secs(5))
                 .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
-                    async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
                 }))
         };
         Self {
             rt: Arc::new(rt),
-            client: RuntimeServiceClient::new(channel)
-                .max_decoding_message_size(64 << 20),
+            client: RuntimeServiceClient::new(channel).max_decoding_message_size(64 << 20),
             socket: socket.to_path_buf(),
         }
     }
@@ -83,7 +85,11 @@ impl CriClient {
         &self.socket
     }
 
-    fn call<T, F>(&self, what: &str, f: impl FnOnce(RuntimeServiceClient<Channel>) -> F) -> Result<T, String>
+    fn call<T, F>(
+        &self,
+        what: &str,
+        f: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, String>
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -91,11 +97,9 @@ impl CriClient {
         self.rt.block_on(async {
             match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
                 Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(status)) => Err(format!(
-                    "{what}: {:?}: {}",
-                    status.code(),
-                    status.message()
-                )),
+                Ok(Err(status)) => {
+                    Err(format!("{what}: {:?}: {}", status.code(), status.message()))
+                }
                 Err(_) => Err(format!("{what}: no answer in {CALL_TIMEOUT:?}")),
             }
         })
@@ -128,7 +132,12 @@ impl CriClient {
     }
 
     /// RunPodSandbox for a pod `namespace/name` with `uid`; the sandbox id.
-    pub fn run_pod_sandbox(&self, name: &str, namespace: &str, uid: &str) -> Result<String, String> {
+    pub fn run_pod_sandbox(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+    ) -> Result<String, String> {
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.into(),
@@ -175,7 +184,8 @@ impl CriClient {
         });
         Ok(SandboxStatus {
             id: status.id,
-            state: PodSandboxState::try_from(status.state).unwrap_or(PodSandboxState::SandboxNotready),
+            state: PodSandboxState::try_from(status.state)
+                .unwrap_or(PodSandboxState::SandboxNotready),
             ip: network.ip,
             additional_ips: network.additional_ips.into_iter().map(|p| p.ip).collect(),
             netns,

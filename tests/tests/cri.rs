@@ -91,7 +91,9 @@ impl CriCluster {
             cidrs.iter().any(|c| c.contains(ip)),
             "{id}: {ip} is outside node {node}'s CIDRs {cidrs:?}"
         );
-        let netns = st.netns.unwrap_or_else(|| panic!("{id}: no netns in {:?}", st.info));
+        let netns = st
+            .netns
+            .unwrap_or_else(|| panic!("{id}: no netns in {:?}", st.info));
         Sandbox {
             id,
             node,
@@ -308,7 +310,9 @@ fn storm_of_50_run_pod_sandbox_on_one_node() {
         let handles: Vec<_> = (0..50)
             .map(|k| {
                 let cri = cri.clone();
-                s.spawn(move || cri.run_pod_sandbox(&format!("storm-{k}"), "storm", &format!("uid-storm-{k}")))
+                s.spawn(move || {
+                    cri.run_pod_sandbox(&format!("storm-{k}"), "storm", &format!("uid-storm-{k}"))
+                })
             })
             .collect();
         handles
@@ -322,7 +326,11 @@ fn storm_of_50_run_pod_sandbox_on_one_node() {
         failed.is_empty(),
         "{} of 50 failed:\n{}\n{}",
         failed.len(),
-        failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        failed
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         c.runtimes[0].log_tail(20)
     );
     println!("50 concurrent RunPodSandbox: {took:?}");
@@ -394,10 +402,7 @@ fn podnetd_reclaims_pods_containerd_forgot() {
     // Their namespaces go (a node reboot would do this); the listed pod
     // keeps its address, then leaves cleanly.
     for p in pods.iter().chain([&kept]) {
-        let name = p.netns.path().file_name().expect("name").to_string_lossy();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &name])
-            .output();
+        p.netns.unpin();
     }
     c.tear_down(0, &[kept_again.id.clone()]);
     eventually(Duration::from_secs(10), "veths gone", || {

@@ -1,12 +1,14 @@
 //! Cluster store backends: where node CIDR leases and node records live.
 //!
-//! `local` (embedded sled, one node, the demo and single-node default) and
-//! `etcd` (many hosts; a real etcd). Both give the same three things: claim
-//! this node's CIDRs and publish its record, list every node, and a watch
-//! of changes. An enum rather than a trait object: the set is closed and
+//! `local` (embedded sled, one node, the demo and single-node default),
+//! `etcd` (many hosts; a real etcd) and `kube` (the Kubernetes API: Nodes
+//! and their `spec.podCIDRs`, as on kind). Each gives the same three
+//! things: claim this node's CIDRs and publish its record, list every
+//! node, and a watch of changes. An enum rather than a trait object: the set is closed and
 //! async methods need no boxing this way.
 
 pub mod etcd;
+pub mod kube;
 pub mod local;
 
 use std::net::IpAddr;
@@ -51,6 +53,8 @@ pub enum StoreError {
     },
     #[error("record under {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Kube(#[from] kube::KubeError),
     #[error("could not claim a node CIDR for {node} after {attempts} attempts (lost every race)")]
     Contended { node: String, attempts: u32 },
 }
@@ -58,6 +62,7 @@ pub enum StoreError {
 pub enum Backend {
     Local(local::LocalBackend),
     Etcd(etcd::EtcdBackend),
+    Kube(kube::KubeBackend),
 }
 
 impl Backend {
@@ -69,6 +74,7 @@ impl Backend {
         match self {
             Self::Local(b) => b.register(record).await,
             Self::Etcd(b) => b.register(record).await,
+            Self::Kube(b) => b.register(record).await,
         }
     }
 
@@ -77,6 +83,7 @@ impl Backend {
         match self {
             Self::Local(b) => b.list().await,
             Self::Etcd(b) => b.list().await,
+            Self::Kube(b) => b.list().await,
         }
     }
 
@@ -87,6 +94,7 @@ impl Backend {
         match self {
             Self::Local(b) => b.watch(tx).await,
             Self::Etcd(b) => b.watch(tx).await,
+            Self::Kube(b) => b.watch(tx).await,
         }
     }
 }

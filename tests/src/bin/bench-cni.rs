@@ -945,7 +945,8 @@ fn sigkill(pid: u32) {
 /// and any child of this process running the podnetd binary (one spawned
 /// by a TestDaemon::start that panicked before it could be registered).
 /// Only unreaped children of ours, so no pid here can belong to anyone else.
-fn kill_daemons() {
+/// Returns the directories of the unregistered ones.
+fn kill_daemons() -> Vec<PathBuf> {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         // try_lock: the panicking thread might hold it.
@@ -959,13 +960,27 @@ fn kill_daemons() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let Some(podnetd) = PODNETD.get() else {
-        return;
+        return Vec::new();
     };
+    let mut dirs = Vec::new();
     for (pid, _, exe) in children() {
         if exe.as_ref() == Some(podnetd) {
+            // Its stderr is the log in its TestDaemon's tempdir, which an
+            // unregistered daemon's caller never got to register.
+            let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).ok();
             sigkill(pid);
+            if let Some(dir) = log.as_deref().and_then(Path::parent) {
+                let tmp = dir.parent() == Some(std::env::temp_dir().as_path())
+                    && dir
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
+                if tmp {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
         }
     }
+    dirs
 }
 
 /// This process's children that have not been reaped: (pid, state, exe).
@@ -1013,7 +1028,7 @@ fn wait_for_children() {
 /// not run.
 fn emergency_cleanup() {
     ABORTING.store(true, Ordering::SeqCst);
-    kill_daemons();
+    let daemon_dirs = kill_daemons();
     wait_for_children();
     let prefix = format!("pnt{}-", std::process::id());
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
@@ -1024,13 +1039,12 @@ fn emergency_cleanup() {
             }
         }
     }
-    if let Ok(paths) = TEMP_PATHS.try_lock() {
-        for p in paths.iter() {
-            // Once more if a last writer (sled's flusher) raced the first.
-            if std::fs::remove_dir_all(p).is_err() {
-                std::thread::sleep(Duration::from_millis(100));
-                let _ = std::fs::remove_dir_all(p);
-            }
+    let registered = TEMP_PATHS.try_lock().map(|p| p.clone()).unwrap_or_default();
+    for p in registered.iter().chain(&daemon_dirs) {
+        // Once more if a last writer (sled's flusher) raced the first.
+        if std::fs::remove_dir_all(p).is_err() {
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = std::fs::remove_dir_all(p);
         }
     }
 }

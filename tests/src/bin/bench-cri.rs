@@ -1,0 +1,417 @@
+//! bench-cri: pod sandbox creation through containerd's CRI, podnet against
+//! the reference `bridge` + `host-local`, in the same harness and run.
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo run --release -p podnet-tests --bin bench-cri -- [--pods 30] [--out FILE]
+//! ```
+//!
+//! Two simulated nodes (network namespaces), each with a real containerd
+//! (`TestContainerd`, metrics on 127.0.0.1 inside the node):
+//! - podnet: a node of a one-node `TestCluster` (etcd, podnetd), containerd
+//!   loading the conflist podnetd wrote (podnet + podnet-ipam, portmap);
+//! - reference: `bridge` (cni0, isGateway) + `host-local` (10.88.0.0/16),
+//!   chained with `portmap` like podnet's list.
+//!
+//! After a warm-up (2 sandboxes each, created and removed), `--pods`
+//! RunPodSandbox calls alternate between the two subjects, sequentially,
+//! each timed from request to answer; then every sandbox is stopped and
+//! removed (timed per sandbox). containerd's own histogram
+//! `containerd_cri_network_plugin_operations_duration_seconds` (CNI setup:
+//! `set_up_pod`, teardown: `tear_down_pod`) is scraped before and after, and
+//! its mean over the measured operations reported.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use podnet_tests::cluster::TestCluster;
+use podnet_tests::containerd::{shim_pids, sigkill, ContainerdOpts, TestContainerd};
+use podnet_tests::netns::TestNetns;
+use serde_json::json;
+
+/// containerd sockets, for the panic hook (the release profile aborts, so
+/// no `Drop` runs): their shims and pods are killed by pid.
+static SOCKETS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+const METRIC: &str = "containerd_cri_network_plugin_operations_duration_seconds";
+
+struct Opts {
+    pods: usize,
+    out: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut opts = Opts {
+        pods: 30,
+        out: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--pods" => opts.pods = val()?.parse().map_err(|e| format!("--pods: {e}"))?,
+            "--out" => opts.out = Some(PathBuf::from(val()?)),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if opts.pods < 2 {
+        return Err("--pods must be at least 2".into());
+    }
+    Ok(opts)
+}
+
+/// (sum, count) per operation_type of the CNI operations histogram.
+fn cni_histogram(metrics: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in metrics.lines() {
+        if !line.starts_with(METRIC) {
+            continue;
+        }
+        let Some((name_labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let name = name_labels.split('{').next().unwrap_or("");
+        let op = name_labels
+            .split("operation_type=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        let e = out.entry(op).or_default();
+        if name.ends_with("_sum") {
+            e.0 = value;
+        } else if name.ends_with("_count") {
+            e.1 = value;
+        }
+    }
+    out
+}
+
+/// Mean seconds of `op` between two scrapes, and how many.
+fn mean_between(
+    before: &BTreeMap<String, (f64, f64)>,
+    after: &BTreeMap<String, (f64, f64)>,
+    op: &str,
+) -> (Duration, u64) {
+    let (s0, c0) = before.get(op).copied().unwrap_or_default();
+    let (s1, c1) = after.get(op).copied().unwrap_or_default();
+    let n = c1 - c0;
+    if n <= 0.0 {
+        return (Duration::ZERO, 0);
+    }
+    (Duration::from_secs_f64((s1 - s0) / n), n as u64)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+struct Subject {
+    label: &'static str,
+    runtime: TestContainerd,
+    run: Vec<Duration>,
+    teardown: Vec<Duration>,
+    ids: Vec<String>,
+    before: BTreeMap<String, (f64, f64)>,
+    after: BTreeMap<String, (f64, f64)>,
+    note: String,
+}
+
+impl Subject {
+    fn new(label: &'static str, netns: &Path, conf_dir: PathBuf, note: String) -> Self {
+        let runtime = TestContainerd::start(
+            netns,
+            ContainerdOpts {
+                cni_conf_dir: conf_dir,
+                metrics: true,
+                snapshotter: None,
+            },
+        );
+        SOCKETS.lock().unwrap().push(runtime.socket());
+        Self {
+            label,
+            runtime,
+            run: Vec::new(),
+            teardown: Vec::new(),
+            ids: Vec::new(),
+            before: BTreeMap::new(),
+            after: BTreeMap::new(),
+            note,
+        }
+    }
+
+    fn run_one(&mut self, name: &str) -> Duration {
+        let t = Instant::now();
+        let id = self
+            .runtime
+            .cri()
+            .run_pod_sandbox(name, "bench", &format!("uid-{name}"))
+            .unwrap_or_else(|e| {
+                panic!("{}: {name}: {e}\n{}", self.label, self.runtime.log_tail(10))
+            });
+        let took = t.elapsed();
+        self.ids.push(id);
+        took
+    }
+
+    fn teardown_all(&mut self) -> Vec<Duration> {
+        let cri = self.runtime.cri().clone();
+        std::mem::take(&mut self.ids)
+            .into_iter()
+            .map(|id| {
+                let t = Instant::now();
+                cri.stop_pod_sandbox(&id).expect("stop");
+                cri.remove_pod_sandbox(&id).expect("remove");
+                t.elapsed()
+            })
+            .collect()
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn shell(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// podnetd's conflist, or a copy at cniVersion 1.0.0 when it names a
+/// version containerd 1.6's libcni cannot take (with a note saying so).
+fn podnet_conf_dir(written: &Path, scratch: &Path) -> (PathBuf, String) {
+    let path = written.join("10-podnet.conflist");
+    let text = std::fs::read_to_string(&path).expect("podnetd's conflist");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).expect("conflist JSON");
+    let version = doc["cniVersion"].as_str().unwrap_or("").to_string();
+    if ["0.3.1", "0.4.0", "1.0.0"].contains(&version.as_str()) {
+        return (written.to_path_buf(), "the conflist podnetd wrote".into());
+    }
+    doc["cniVersion"] = json!("1.0.0");
+    let dir = scratch.join("podnet-net.d");
+    std::fs::create_dir_all(&dir).expect("conf dir");
+    std::fs::write(dir.join("10-podnet.conflist"), doc.to_string()).expect("conflist copy");
+    (
+        dir,
+        format!(
+            "podnetd's conflist with cniVersion {version} rewritten to 1.0.0 (containerd 1.6 \
+             rejects {version} results: `unsupported CNI result version`)"
+        ),
+    )
+}
+
+fn bench(opts: &Opts) -> String {
+    let load_start = loadavg();
+    let scratch = tempfile::TempDir::new().expect("tempdir");
+    eprintln!("bench-cri: load {load_start}; starting etcd, podnetd and two containerds");
+    let mut cluster = TestCluster::new(1, 15);
+    cluster.add_node(0);
+    let node = cluster.node(0);
+    let (podnet_dir, podnet_note) = podnet_conf_dir(&node.daemon.cni_conf_dir(), scratch.path());
+    let ref_ns = TestNetns::new("ref");
+    let ref_dir = scratch.path().join("ref-net.d");
+    std::fs::create_dir_all(&ref_dir).expect("ref conf dir");
+    let ref_conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "reference",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "10.88.0.0/16"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": scratch.path().join("host-local"),
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write(ref_dir.join("10-reference.conflist"), ref_conf.to_string())
+        .expect("reference conflist");
+    let mut subjects = [
+        Subject::new("podnet", node.ns.path(), podnet_dir, podnet_note),
+        Subject::new(
+            "bridge + host-local",
+            ref_ns.path(),
+            ref_dir,
+            "bridge (cni0, isGateway) + host-local 10.88.0.0/16, portmap chained".into(),
+        ),
+    ];
+    eprintln!("bench-cri: warm-up");
+    for s in subjects.iter_mut() {
+        for k in 0..2 {
+            s.run_one(&format!("warm-{k}"));
+        }
+        s.teardown_all();
+        s.before = cni_histogram(&s.runtime.metrics());
+    }
+    eprintln!(
+        "bench-cri: {} sequential RunPodSandbox each, alternating",
+        opts.pods
+    );
+    for k in 0..opts.pods {
+        // Alternate which subject goes first.
+        let order: [usize; 2] = if k % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let took = subjects[i].run_one(&format!("pod-{k}"));
+            subjects[i].run.push(took);
+        }
+    }
+    eprintln!("bench-cri: stop + remove");
+    for s in subjects.iter_mut() {
+        s.teardown = s.teardown_all();
+        s.after = cni_histogram(&s.runtime.metrics());
+        s.run.sort();
+        s.teardown.sort();
+    }
+    let load_end = loadavg();
+
+    let mut t = String::new();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    let (rt_name, rt_version) = subjects[0].runtime.cri().version().expect("version");
+    let _ = writeln!(
+        t,
+        "# bench-cri: RunPodSandbox through containerd, podnet vs bridge + host-local\n"
+    );
+    let _ = writeln!(
+        t,
+        "- machine: {} CPUs ({cpu}), kernel {}; {rt_name} {rt_version} ({} snapshotter), runc {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        shell("uname", &["-r"]),
+        subjects[0].runtime.snapshotter,
+        shell("runc", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("runc version "),
+    );
+    let _ = writeln!(
+        t,
+        "- git {rev}; load average {load_start} at start, {load_end} at end"
+    );
+    let _ = writeln!(
+        t,
+        "- {} sandboxes per subject, sequential, alternating subjects; 2 warm-up sandboxes each, not counted",
+        opts.pods
+    );
+    for s in &subjects {
+        let _ = writeln!(t, "- {}: {}", s.label, s.note);
+    }
+    let _ = writeln!(
+        t,
+        "\n| subject | RunPodSandbox p50 | p99 | CNI setup (containerd, mean) | Stop+Remove p50 | CNI teardown (containerd, mean) |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|");
+    let mut setup = Vec::new();
+    let mut teardown = Vec::new();
+    for s in &subjects {
+        let (su, su_n) = mean_between(&s.before, &s.after, "set_up_pod");
+        let (td, td_n) = mean_between(&s.before, &s.after, "tear_down_pod");
+        setup.push(su);
+        teardown.push(td);
+        let _ = writeln!(
+            t,
+            "| {} | {} ms | {} ms | {} ms (n={su_n}) | {} ms | {} ms (n={td_n}) |",
+            s.label,
+            ms(pct(&s.run, 0.5)),
+            ms(pct(&s.run, 0.99)),
+            ms(su),
+            ms(pct(&s.teardown, 0.5)),
+            ms(td),
+        );
+    }
+    let ratio = |a: Duration, b: Duration| {
+        if b.is_zero() {
+            f64::NAN
+        } else {
+            a.as_secs_f64() / b.as_secs_f64()
+        }
+    };
+    let _ = writeln!(
+        t,
+        "\npodnet / reference: RunPodSandbox p50 {:.2}, CNI setup {:.2} (target: under 0.33), CNI teardown {:.2}",
+        ratio(pct(&subjects[0].run, 0.5), pct(&subjects[1].run, 0.5)),
+        ratio(setup[0], setup[1]),
+        ratio(teardown[0], teardown[1]),
+    );
+    let _ = writeln!(
+        t,
+        "\nCNI setup/teardown: containerd's `{METRIC}` histogram, (sum after - sum before) / \
+         (count after - count before) for operation_type `set_up_pod` / `tear_down_pod` (teardown \
+         counts both DELs: Stop's and Remove's, the second with an empty CNI_NETNS)."
+    );
+    eprintln!("bench-cri: stopping containerds, podnetd, etcd");
+    drop(subjects);
+    drop(ref_ns);
+    drop(cluster);
+    t
+}
+
+fn main() -> ExitCode {
+    podnet_tests::cleanup::on_signal_clean_up("bench-cri");
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("bench-cri: {info}");
+        for socket in SOCKETS.lock().map(|s| s.clone()).unwrap_or_default() {
+            for pid in shim_pids(&socket) {
+                sigkill(pid);
+            }
+        }
+        podnet_tests::cleanup::emergency_cleanup();
+    }));
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench-cri: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    podnet_tests::require_root();
+    let text = bench(&opts);
+    print!("{text}");
+    if let Some(out) = &opts.out {
+        if let Err(e) = std::fs::write(out, &text) {
+            eprintln!("bench-cri: {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,114 @@
+//! The deployment matches the code: RBAC grants exactly what the
+//! kubernetes store calls, and every setting the DaemonSet passes is one
+//! podnetd reads.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn manifests() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/podnet.yaml"
+    ))
+    .unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn rbac_grants_exactly_what_the_code_calls() {
+    let docs = manifests();
+    let role = of_kind(&docs, "ClusterRole");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    let mut needed = BTreeSet::new();
+    for (group, resource, verbs) in podnetd::store::kube::RBAC {
+        for verb in *verbs {
+            needed.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    }
+    assert_eq!(granted, needed, "ClusterRole vs podnetd::store::kube::RBAC");
+    // The binding gives that role to the DaemonSet's service account.
+    let binding = of_kind(&docs, "ClusterRoleBinding");
+    let ds = of_kind(&docs, "DaemonSet");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        ds["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+}
+
+#[test]
+fn daemonset_settings_are_flags_podnetd_knows() {
+    let docs = manifests();
+    let ds = of_kind(&docs, "DaemonSet");
+    let help = std::process::Command::new(podnet_tests::bins::workspace_bin("podnetd"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let spec = &ds["spec"]["template"]["spec"];
+    let container = &spec["containers"][0];
+    for env in container["env"].as_sequence().unwrap() {
+        let name = env["name"].as_str().unwrap();
+        assert!(
+            help.contains(&format!("env: {name}=")),
+            "podnetd reads no {name}"
+        );
+    }
+    // Runs everywhere, on the host network, with the node name from the downward API.
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["tolerations"][0]["operator"], "Exists");
+    let node_name = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PODNET_NODE_NAME")
+        .unwrap();
+    assert_eq!(
+        node_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    // The init step installs the plugins with a subcommand podnetd has.
+    let init = &spec["initContainers"][0]["command"];
+    assert_eq!(init[1], "install");
+    // The ConfigMap's cluster range is the kind config's podSubnet.
+    let cm = of_kind(&docs, "ConfigMap");
+    let kind: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/kind-config.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cm["data"]["cluster-cidr"], kind["networking"]["podSubnet"]);
+    assert_eq!(kind["networking"]["disableDefaultCNI"], true);
+}
