@@ -324,10 +324,11 @@ fn storm_of_50_run_pod_sandbox_on_one_node() {
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(
         failed.is_empty(),
-        "{} of 50 failed:\n{}\n{}",
+        "{} of 50 failed, e.g.:\n{}\n{}",
         failed.len(),
         failed
             .iter()
+            .take(3)
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join("\n"),
@@ -404,7 +405,7 @@ fn podnetd_reclaims_pods_containerd_forgot() {
     for p in pods.iter().chain([&kept]) {
         p.netns.unpin();
     }
-    c.tear_down(0, &[kept_again.id.clone()]);
+    c.tear_down(0, std::slice::from_ref(&kept_again.id));
     eventually(Duration::from_secs(10), "veths gone", || {
         c.host_veths(0).is_empty()
     });

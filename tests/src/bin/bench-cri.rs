@@ -11,10 +11,16 @@
 //! - podnet: a node of a one-node `TestCluster` (etcd, podnetd), containerd
 //!   loading the conflist podnetd wrote (podnet + podnet-ipam, portmap);
 //! - reference: `bridge` (cni0, isGateway) + `host-local` (10.88.0.0/16),
-//!   chained with `portmap` like podnet's list.
+//!   chained with `portmap` like podnet's list;
+//! - both lists again without `portmap` (a second containerd on podnet's
+//!   node; a third node namespace for the reference), to show how much of
+//!   each setup the chained Go plugin costs.
+//!
+//! containerd 1.6 cannot take a CNI 1.1.0 result: if podnetd's conflist
+//! says `cniVersion: 1.1.0`, the bench runs a copy at 1.0.0 and says so.
 //!
 //! After a warm-up (2 sandboxes each, created and removed), `--pods`
-//! RunPodSandbox calls alternate between the two subjects, sequentially,
+//! RunPodSandbox calls rotate between the subjects, sequentially,
 //! each timed from request to answer; then every sandbox is stopped and
 //! removed (timed per sandbox). containerd's own histogram
 //! `containerd_cri_network_plugin_operations_duration_seconds` (CNI setup:
@@ -223,6 +229,16 @@ fn podnet_conf_dir(written: &Path, scratch: &Path) -> (PathBuf, String) {
     )
 }
 
+/// The one conflist in `dir`.
+fn read_dir_one(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("conf dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "conflist"))
+        .expect("a conflist")
+}
+
 fn bench(opts: &Opts) -> String {
     let load_start = loadavg();
     let scratch = tempfile::TempDir::new().expect("tempdir");
@@ -255,6 +271,27 @@ fn bench(opts: &Opts) -> String {
     });
     std::fs::write(ref_dir.join("10-reference.conflist"), ref_conf.to_string())
         .expect("reference conflist");
+    // The same lists without portmap: how much of each setup is the
+    // chained (Go) portmap plugin's.
+    let strip_portmap = |dir: &Path, name: &str| -> PathBuf {
+        let src = read_dir_one(dir);
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&src).expect("conflist")).expect("JSON");
+        if let Some(list) = doc["plugins"].as_array_mut() {
+            list.retain(|p| p["type"] != "portmap");
+        }
+        let out = scratch.path().join(name);
+        std::fs::create_dir_all(&out).expect("conf dir");
+        std::fs::write(
+            out.join(src.file_name().expect("file name")),
+            doc.to_string(),
+        )
+        .expect("conflist");
+        out
+    };
+    let podnet_bare = strip_portmap(&podnet_dir, "podnet-bare.d");
+    let ref_bare = strip_portmap(&ref_dir, "ref-bare.d");
+    let ref_bare_ns = TestNetns::new("refb");
     let mut subjects = [
         Subject::new("podnet", node.ns.path(), podnet_dir, podnet_note),
         Subject::new(
@@ -262,6 +299,19 @@ fn bench(opts: &Opts) -> String {
             ref_ns.path(),
             ref_dir,
             "bridge (cni0, isGateway) + host-local 10.88.0.0/16, portmap chained".into(),
+        ),
+        Subject::new(
+            "podnet, no portmap",
+            node.ns.path(),
+            podnet_bare,
+            "podnet's list without portmap (a second containerd on the same node and podnetd)"
+                .into(),
+        ),
+        Subject::new(
+            "bridge + host-local, no portmap",
+            ref_bare_ns.path(),
+            ref_bare,
+            "the reference list without portmap, in a node namespace of its own".into(),
         ),
     ];
     eprintln!("bench-cri: warm-up");
@@ -277,9 +327,10 @@ fn bench(opts: &Opts) -> String {
         opts.pods
     );
     for k in 0..opts.pods {
-        // Alternate which subject goes first.
-        let order: [usize; 2] = if k % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
+        // Rotate which subject goes first.
+        let n = subjects.len();
+        for j in 0..n {
+            let i = (j + k) % n;
             let took = subjects[i].run_one(&format!("pod-{k}"));
             subjects[i].run.push(took);
         }
@@ -330,7 +381,8 @@ fn bench(opts: &Opts) -> String {
     );
     let _ = writeln!(
         t,
-        "- {} sandboxes per subject, sequential, alternating subjects; 2 warm-up sandboxes each, not counted",
+        "- {} sandboxes per subject, sequential, subjects in rotating order; 2 warm-up sandboxes \
+         each, not counted",
         opts.pods
     );
     for s in &subjects {
@@ -366,13 +418,16 @@ fn bench(opts: &Opts) -> String {
             a.as_secs_f64() / b.as_secs_f64()
         }
     };
-    let _ = writeln!(
-        t,
-        "\npodnet / reference: RunPodSandbox p50 {:.2}, CNI setup {:.2} (target: under 0.33), CNI teardown {:.2}",
-        ratio(pct(&subjects[0].run, 0.5), pct(&subjects[1].run, 0.5)),
-        ratio(setup[0], setup[1]),
-        ratio(teardown[0], teardown[1]),
-    );
+    for (a, b, what) in [(0, 1, "with portmap"), (2, 3, "without portmap")] {
+        let _ = writeln!(
+            t,
+            "\npodnet / reference, {what}: RunPodSandbox p50 {:.2}, CNI setup {:.2} (target: under \
+             0.33), CNI teardown {:.2}",
+            ratio(pct(&subjects[a].run, 0.5), pct(&subjects[b].run, 0.5)),
+            ratio(setup[a], setup[b]),
+            ratio(teardown[a], teardown[b]),
+        );
+    }
     let _ = writeln!(
         t,
         "\nCNI setup/teardown: containerd's `{METRIC}` histogram, (sum after - sum before) / \
@@ -382,6 +437,7 @@ fn bench(opts: &Opts) -> String {
     eprintln!("bench-cri: stopping containerds, podnetd, etcd");
     drop(subjects);
     drop(ref_ns);
+    drop(ref_bare_ns);
     drop(cluster);
     t
 }
