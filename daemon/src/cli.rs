@@ -260,6 +260,21 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         tracing::info!(?installed, "installed the plugins");
     }
     let portmap = config.cni_bin_dir.join("portmap").is_file();
+    let cni_version = match (&config.conflist_cni_version[..], &config.cri_socket) {
+        ("1.0.0", _) => podnet_cni::spec::CniVersion::V1_0_0,
+        ("1.1.0", _) | (_, None) => podnet_cni::spec::CniVersion::LATEST,
+        (_, Some(socket)) => match crate::cri::runtime(socket).await {
+            Ok((name, version)) => {
+                let v = cniconf::version_for_runtime(&name, &version);
+                tracing::info!(runtime = %name, %version, cni_version = %v, "conflist version for this runtime");
+                v
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the runtime its version; writing 1.1.0");
+                podnet_cni::spec::CniVersion::LATEST
+            }
+        },
+    };
     let path = cniconf::write_conflist(
         &config.cni_conf_dir,
         &cniconf::ConfList {
@@ -268,6 +283,7 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
             socket: &config.socket(),
             spool_dir: &config.spool_dir,
             portmap,
+            cni_version,
         },
     )?;
     tracing::info!(path = %path.display(), mtu = pod_mtu, "ready: CNI configuration written");

@@ -20,6 +20,25 @@ pub struct ConfList<'a> {
     pub spool_dir: &'a Path,
     /// Chain the reference portmap plugin (hostPort) when it is installed.
     pub portmap: bool,
+    pub cni_version: CniVersion,
+}
+
+/// The conflist's `cniVersion` for a runtime: containerd before 2.0 (libcni
+/// before 1.2) rejects a 1.1.0 result ("unsupported CNI result version")
+/// and reads only `cniVersion`, so it gets 1.0.0; everything else, and an
+/// unknown runtime, gets 1.1.0 (STATUS every few seconds from containerd 2).
+pub fn version_for_runtime(name: &str, version: &str) -> CniVersion {
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(u32::MAX);
+    if name.contains("containerd") && major < 2 {
+        CniVersion::V1_0_0
+    } else {
+        CniVersion::LATEST
+    }
 }
 
 impl ConfList<'_> {
@@ -38,10 +57,11 @@ impl ConfList<'_> {
             plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
         }
         json!({
-            "cniVersion": CniVersion::LATEST.as_str(),
-            // Runtimes that know CNI 1.1 pick the highest version both
-            // sides speak from this list (containerd 1.6 reads cniVersion).
-            "cniVersions": ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+            // Runtimes that know CNI 1.1 pick the highest version common to
+            // both sides from `cniVersions`; older ones read only
+            // `cniVersion` (see `version_for_runtime`).
+            "cniVersion": self.cni_version.as_str(),
+            "cniVersions": ["0.3.1", "0.4.0", "1.0.0", CniVersion::LATEST.as_str()],
             "name": "podnet",
             "plugins": plugins,
         })
@@ -113,9 +133,11 @@ mod tests {
             socket: Path::new("/run/podnet/ipam.sock"),
             spool_dir: Path::new("/var/lib/podnet/spool"),
             portmap: true,
+            cni_version: CniVersion::LATEST,
         };
         let doc = c.to_json();
         assert_eq!(doc["cniVersion"], "1.1.0");
+        assert_eq!(doc["cniVersions"][3], "1.1.0");
         assert_eq!(doc["plugins"][1]["type"], "portmap");
         // The first plugin's configuration, as libcni would hand it to
         // podnet, parses with podnet's own strict parser.
@@ -125,6 +147,23 @@ mod tests {
         let conf = podnet_cni::spec::NetConf::parse(plugin.to_string().as_bytes()).unwrap();
         assert_eq!(conf.mtu, Some(1450));
         assert_eq!(conf.ipam.unwrap().plugin_type, "podnet-ipam");
+    }
+
+    #[test]
+    fn containerd_before_2_gets_1_0_0() {
+        assert_eq!(
+            version_for_runtime("containerd", "1.6.20~ds1"),
+            CniVersion::V1_0_0
+        );
+        assert_eq!(
+            version_for_runtime("containerd", "v1.7.24"),
+            CniVersion::V1_0_0
+        );
+        assert_eq!(
+            version_for_runtime("containerd", "v2.3.4"),
+            CniVersion::V1_1_0
+        );
+        assert_eq!(version_for_runtime("cri-o", "1.31.0"), CniVersion::V1_1_0);
     }
 
     #[test]

@@ -107,6 +107,12 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
     pub cni_bin_dir: PathBuf,
 
+    /// The conflist's `cniVersion`: `auto` asks the runtime (--cri-socket)
+    /// and writes 1.0.0 for containerd before 2.0, which rejects 1.1.0
+    /// results; 1.1.0 otherwise. `cniVersions` always lists up to 1.1.0.
+    #[arg(long, env = "PODNET_CONFLIST_CNI_VERSION", default_value = "auto", value_parser = ["auto", "1.0.0", "1.1.0"])]
+    pub conflist_cni_version: String,
+
     /// Copy `podnet` and `podnet-ipam` from next to podnetd into the CNI bin dir.
     #[arg(long, env = "PODNET_INSTALL_PLUGINS")]
     pub install_plugins: bool,

@@ -27,6 +27,51 @@ pub enum CriError {
     },
 }
 
+async fn client(
+    socket: &Path,
+) -> Result<RuntimeServiceClient<tonic::transport::Channel>, CriError> {
+    let path = socket.to_path_buf();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    let endpoint =
+        Endpoint::from_static("http://[::1]:50051").connect_timeout(Duration::from_secs(2));
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|source| CriError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
+    Ok(RuntimeServiceClient::new(channel))
+}
+
+/// The runtime's name and version (CRI Version), e.g. ("containerd", "1.6.20").
+pub async fn runtime(socket: &Path) -> Result<(String, String), CriError> {
+    let mut client = client(socket).await?;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.version(k8s_cri::v1::VersionRequest {
+            version: "v1".into(),
+        }),
+    )
+    .await
+    .map_err(|_| CriError::Call {
+        socket: socket.to_path_buf(),
+        source: tonic::Status::deadline_exceeded("no answer in 10 s"),
+    })?
+    .map_err(|source| CriError::Call {
+        socket: socket.to_path_buf(),
+        source,
+    })?
+    .into_inner();
+    Ok((reply.runtime_name, reply.runtime_version))
+}
+
 /// The ids of every pod sandbox the runtime knows, ready or not (a CNI
 /// container id is the sandbox id).
 pub async fn sandbox_ids(socket: &Path) -> Result<HashSet<String>, CriError> {

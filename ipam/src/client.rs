@@ -70,6 +70,24 @@ impl Client {
         &self.socket
     }
 
+    /// Sends one request and does not wait for the answer (reports that
+    /// must not hold a plugin up).
+    pub fn notify(&self, req: &Request) -> Result<(), ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket).map_err(|source| ClientError::Unavailable {
+                socket: self.socket.clone(),
+                source,
+            })?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(interrupted_early(&self.socket))?;
+        let mut line = serde_json::to_vec(req).map_err(ClientError::Protocol)?;
+        line.push(b'\n');
+        (&stream)
+            .write_all(&line)
+            .map_err(interrupted_early(&self.socket))
+    }
+
     /// Sends one request; a daemon error reply becomes `ClientError::Daemon`.
     pub fn call(&self, req: &Request) -> Result<Response, ClientError> {
         let stream =

@@ -165,13 +165,22 @@ impl TestDaemon {
         self.wait_ready();
     }
 
+    /// Ready as the kubelet sees it: IPAM answers and this run has written
+    /// the CNI configuration (the last step of podnetd's start).
     fn wait_ready(&mut self) {
+        let started = std::time::SystemTime::now() - Duration::from_millis(50);
+        let conflist = self.cni_conf_dir().join("10-podnet.conflist");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Response::Status { ready: true, .. }) =
-                Client::new(self.socket()).call(&Request::Status)
-            {
-                return;
+            let written = std::fs::metadata(&conflist)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= started);
+            if written {
+                if let Ok(Response::Status { ready: true, .. }) =
+                    Client::new(self.socket()).call(&Request::Status)
+                {
+                    return;
+                }
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {

@@ -61,7 +61,19 @@ fn start(nodes: usize) -> CriCluster {
             );
             rt
         })
-        .collect();
+        .collect::<Vec<TestContainerd>>();
+    // As on a real node, podnetd is told the runtime's CRI socket: it asks
+    // the runtime's version and writes the conflist containerd 1.6 accepts
+    // (cniVersion 1.0.0; 1.1.0 results are refused before containerd 2).
+    for (i, rt) in runtimes.iter().enumerate() {
+        let node = cluster.node_mut(i);
+        node.daemon.stop();
+        node.daemon.opts.cri_socket = Some(rt.socket());
+        node.daemon.restart(&node.ns);
+        assert_eq!(node.daemon.written_conf()["cniVersion"], "1.0.0");
+    }
+    // containerd reloads the rewritten conflist on its file event.
+    std::thread::sleep(Duration::from_millis(500));
     CriCluster { runtimes, cluster }
 }
 
