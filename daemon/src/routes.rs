@@ -136,8 +136,11 @@ pub fn reconcile(
         }
     }
     let have = current(nl)?;
+    // By destination: thousands of peers must not mean millions of compares.
+    let by_dst: std::collections::HashMap<IpNetwork, &RouteEntry> =
+        have.iter().map(|h| (h.dst, h)).collect();
     for w in &want.routes {
-        match have.iter().find(|h| h.dst == w.dst) {
+        match by_dst.get(&w.dst).copied() {
             Some(h) if same(h, w) => {}
             Some(_) => {
                 route::replace_route(nl, w)?;
