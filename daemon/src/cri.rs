@@ -50,61 +50,43 @@ async fn client(
     Ok(RuntimeServiceClient::new(channel))
 }
 
+/// Awaits one CRI call with a deadline, errors named after the socket.
+async fn call<T>(
+    socket: &Path,
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, CriError> {
+    let err = |source| CriError::Call {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| err(tonic::Status::deadline_exceeded("no answer in 10 s")))?
+        .map(tonic::Response::into_inner)
+        .map_err(err)
+}
+
 /// The runtime's name and version (CRI Version), e.g. ("containerd", "1.6.20").
 pub async fn runtime(socket: &Path) -> Result<(String, String), CriError> {
     let mut client = client(socket).await?;
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
+    let reply = call(
+        socket,
         client.version(k8s_cri::v1::VersionRequest {
             version: "v1".into(),
         }),
     )
-    .await
-    .map_err(|_| CriError::Call {
-        socket: socket.to_path_buf(),
-        source: tonic::Status::deadline_exceeded("no answer in 10 s"),
-    })?
-    .map_err(|source| CriError::Call {
-        socket: socket.to_path_buf(),
-        source,
-    })?
-    .into_inner();
+    .await?;
     Ok((reply.runtime_name, reply.runtime_version))
 }
 
 /// The ids of every pod sandbox the runtime knows, ready or not (a CNI
 /// container id is the sandbox id).
 pub async fn sandbox_ids(socket: &Path) -> Result<HashSet<String>, CriError> {
-    let path = socket.to_path_buf();
-    // The URI is required by tonic but unused: the connector dials the socket.
-    let endpoint =
-        Endpoint::from_static("http://[::1]:50051").connect_timeout(Duration::from_secs(2));
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
-        .await
-        .map_err(|source| CriError::Connect {
-            socket: socket.to_path_buf(),
-            source,
-        })?;
-    let mut client = RuntimeServiceClient::new(channel);
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
+    let mut client = client(socket).await?;
+    let reply = call(
+        socket,
         client.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
     )
-    .await
-    .map_err(|_| CriError::Call {
-        socket: socket.to_path_buf(),
-        source: tonic::Status::deadline_exceeded("no answer in 10 s"),
-    })?
-    .map_err(|source| CriError::Call {
-        socket: socket.to_path_buf(),
-        source,
-    })?;
-    Ok(reply.into_inner().items.into_iter().map(|s| s.id).collect())
+    .await?;
+    Ok(reply.items.into_iter().map(|s| s.id).collect())
 }
