@@ -65,6 +65,11 @@ const IFNAME: &str = "eth0";
 /// podnetd's cluster range for podnet + podnet-ipam: IPv4 only, like the
 /// host-local configuration (the harness default is dual-stack).
 const DAEMON_CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The bridge podnetd creates at start (its default `--bridge`, which
+/// TestDaemon keeps), with the node CIDR's gateway address: podnet +
+/// podnet-ipam attaches pods to it, as podnetd's own conflist says; another
+/// bridge would carry the same gateway address a second time.
+const DAEMON_BRIDGE: &str = "podnet0";
 /// The most pods podnetd's node CIDR can take inside DAEMON_CLUSTER_CIDR
 /// (30000 max pods -> a /16 node CIDR).
 const DAEMON_MAX_PODS: usize = 30_000;
@@ -219,6 +224,8 @@ struct Subject {
     stdin: Vec<u8>,
     /// Empty for host-local alone, which never enters a pod namespace.
     pods: Vec<TestNetns>,
+    /// podnet + podnet-ipam: whether DAEMON_BRIDGE existed before any ADD.
+    daemon_made_bridge: bool,
 }
 
 /// podnetd in `node`, IPv4 only, its pid and directory registered for the
@@ -271,7 +278,7 @@ impl Subject {
                     bins::podnet(),
                     json!({
                         "cniVersion": CNI_VERSION, "name": NETWORK, "type": "podnet",
-                        "bridge": "pnbench0", "ipam": ipam,
+                        "bridge": DAEMON_BRIDGE, "ipam": ipam,
                     }),
                 )
             }
@@ -304,9 +311,13 @@ impl Subject {
         } else {
             create_namespaces("pod", pods)
         };
+        let daemon_made_bridge = daemon.is_some()
+            && Self::links(node.ns.path())
+                .is_ok_and(|links| links.iter().any(|l| l.name == DAEMON_BRIDGE));
         Self {
             kind,
             plugin,
+            daemon_made_bridge,
             daemon,
             stdin: conf.to_string().into_bytes(),
             conf,
@@ -639,6 +650,21 @@ fn shell(program: &str, args: &[&str]) -> String {
 }
 
 /// The 1, 5 and 15 minute load averages.
+/// This process's nice value (its plugins and podnetd inherit it).
+fn niceness() -> String {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|t| {
+            // Field 19; fields after "(comm)" start at 3.
+            t.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(16)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -677,6 +703,11 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
         "- load average (1/5/15 min): {} at start, {} at end",
         loads.start, loads.end
     );
+    let _ = writeln!(
+        s,
+        "- nice value of the bench (inherited by the plugins and podnetd): {}",
+        niceness()
+    );
     let _ = writeln!(s, "- kernel: {}", shell("uname", &["-r"]));
     let _ = writeln!(s, "- cpu: {cpu}");
     let _ = writeln!(
@@ -706,10 +737,17 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
         let _ = writeln!(
             s,
             "- podnetd: `--cluster-cidr {} --max-pods {}` (IPv4 only, like the host-local \
-             configuration), node CIDR {}; sled state in a tempdir on {} (`{}`)",
+             configuration), node CIDR {}; bridge `{DAEMON_BRIDGE}` {} by podnetd before the \
+             first ADD; sled state in a tempdir on {} (`{}`); `PODNET_LOG=debug` (the harness's \
+             setting: about ten log lines per request, sled's included)",
             d.opts.cluster_cidr,
             d.opts.max_pods,
             cidrs.join(", "),
+            if subjects.iter().any(|s| s.daemon_made_bridge) {
+                "created"
+            } else {
+                "not created"
+            },
             shell(
                 "findmnt",
                 &[

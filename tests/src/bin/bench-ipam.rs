@@ -10,7 +10,8 @@
 //! Method (see also bench/README.md):
 //! - in process: `podnet_ipam::pool::Pool` on one IPv4 /16 node CIDR, over
 //!   `SledPoolStore` (a fresh sled database in a tempdir under `--dir`, on
-//!   real disk: every allocation and release flushes and fsyncs) and over
+//!   real disk: every allocation and release flushes, which sled 0.34 does
+//!   with `sync_file_range`) and over
 //!   `MemoryPoolStore` (no storage: the allocator's own ceiling); N
 //!   allocations, then N releases, from one thread and from `--concurrency`
 //!   threads, each (store, threads) pair on a fresh pool;
@@ -396,6 +397,21 @@ fn shell(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// This process's nice value (its plugins and podnetd inherit it).
+fn niceness() -> String {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|t| {
+            // Field 19; fields after "(comm)" start at 3.
+            t.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(16)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -458,6 +474,11 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
         "- load average (1/5/15 min): {} at start, {} at end",
         facts.load_start, facts.load_end
     );
+    let _ = writeln!(
+        out,
+        "- nice value of the bench (inherited by podnetd): {}",
+        niceness()
+    );
     let _ = writeln!(out, "- kernel: {}", shell("uname", &["-r"]));
     let _ = writeln!(out, "- cpu: {cpu}");
     let _ = writeln!(
@@ -478,7 +499,8 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
         out,
         "- podnetd: `--cluster-cidr {RANGE} --max-pods {DAEMON_MAX_PODS}` -> node CIDR {}, \
          state in a fresh tempdir under {} ({}), started in a node network namespace, \
-         `PODNET_LOG=debug` (the harness's setting: two log lines per request)",
+         `PODNET_LOG=debug` (the harness's setting: about ten log lines per request, \
+         sled's included)",
         facts.node_cidr,
         facts.daemon_dir.display(),
         filesystem(&facts.daemon_dir)
@@ -492,8 +514,9 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
         out,
         "\nPool: one IPv4 range {RANGE}, no reservations; keys `bench-NNNNNN/eth0`, each \
          allocation records a netns path. Each row starts on a fresh, empty store (and a fresh \
-         daemon). sled flushes (fsync) before every allocation or release returns; \
-         `Pool::allocate` flushes outside its lock, so concurrent callers may share a flush. \
+         daemon). The pool flushes sled before every allocation or release returns (sled 0.34 on \
+         Linux: `pwrite` + `sync_file_range`, not `fsync`); `Pool::allocate` flushes outside its \
+         lock, so concurrent callers may share a flush. \
          Through podnetd every request is one connection: connect, one JSON line each way, as \
          `podnet` and `podnet-ipam` do. Latency is per request, from the caller's side; \
          throughput is N over the phase's wall time.\n"

@@ -807,8 +807,9 @@ struct ColdResult {
     scrape_after_joins: Scrape,
     joins: JoinSamples,
     /// The same routes added by the bench itself, one netlink request each,
-    /// into a fresh namespace: the kernel's share.
-    kernel_alone: Duration,
+    /// into a fresh namespace: the kernel's share (not in the control run).
+    kernel_alone: Option<Duration>,
+    observed: bool,
 }
 
 struct Watched {
@@ -875,8 +876,17 @@ fn kernel_alone(peers: &[Fake]) -> Duration {
     took
 }
 
-fn bench_cold(peers_n: usize, joins: usize) -> ColdResult {
-    eprintln!("bench-routes: 2. cold start with {peers_n} peers: fresh etcd, node and podnetd");
+/// `observe`: false for the control run, where nothing dumps routes while
+/// podnetd starts (its own log gives the times), and no joins follow.
+fn bench_cold(peers_n: usize, joins: usize, observe: bool) -> ColdResult {
+    eprintln!(
+        "bench-routes: 2. cold start with {peers_n} peers{}: fresh etcd, node and podnetd",
+        if observe {
+            ""
+        } else {
+            ", unobserved (control)"
+        }
+    );
     let etcd = Etcd::start();
     let mut store = Store::connect(&etcd);
     let node = Node::new();
@@ -902,12 +912,31 @@ fn bench_cold(peers_n: usize, joins: usize) -> ColdResult {
     let port = free_port();
     let spawned_wall = SystemTime::now();
     let spawned = Instant::now();
-    let watcher = std::thread::spawn(move || {
-        watch_routes(watcher_nl, peers_n, Instant::now() + COLD_TIMEOUT)
+    let watcher = observe.then(|| {
+        std::thread::spawn(move || watch_routes(watcher_nl, peers_n, Instant::now() + COLD_TIMEOUT))
     });
     let daemon = Daemon::start(&node, &etcd, port);
     let ready = spawned.elapsed();
-    let watched = watcher.join().expect("route watcher");
+    let watched = match watcher {
+        Some(w) => w.join().expect("route watcher"),
+        None => {
+            // Only podnetd's log, read every 100 ms, says when it is done.
+            while spawned.elapsed() < COLD_TIMEOUT
+                && log_times(&daemon.inner.log_text(), spawned_wall)
+                    .reconcile_added
+                    .is_none()
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Watched {
+                first: None,
+                all: None,
+                count: 0,
+                last_dump: Duration::ZERO,
+                max_dump: Duration::ZERO,
+            }
+        }
+    };
 
     // Every route, exactly: each fake node's /24 via its address on eth0.
     std::thread::sleep(SETTLE);
@@ -924,24 +953,40 @@ fn bench_cold(peers_n: usize, joins: usize) -> ColdResult {
     }
     let extra = have.len() + missing - peers.len();
     let node_cidrs = store.node_cidrs(NODE_NAME);
-    let memory = memory(daemon.pid(), peers_n, "after the cold start converged");
+    let memory = memory(
+        daemon.pid(),
+        peers_n,
+        if observe {
+            "after the cold start converged"
+        } else {
+            "after the cold start converged (control run)"
+        },
+    );
     let log = log_times(&daemon.inner.log_text(), spawned_wall);
     let scrape_converged = scrape(daemon.metrics_port());
 
     // Joins and leaves on top of these peers: each event is a full
     // reconcile against all of them.
-    eprintln!("bench-routes:   {joins} joins and leaves at {peers_n} peers");
-    let join_peers: Vec<Fake> = fake_peers("join", peers_n + WARMUP + joins, &node_cidrs)
-        .into_iter()
-        .skip(peers_n)
-        .collect();
+    if observe && joins > 0 {
+        eprintln!("bench-routes:   {joins} joins and leaves at {peers_n} peers");
+    }
+    let join_peers: Vec<Fake> = if observe && joins > 0 {
+        fake_peers("join", peers_n + WARMUP + joins, &node_cidrs)
+            .into_iter()
+            .skip(peers_n)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let samples = join_leave(&mut store, &mut nl, node.eth0, &join_peers, WARMUP);
     let scrape_after_joins = scrape(daemon.metrics_port());
     drop(daemon);
     drop(etcd);
     drop(node);
-    eprintln!("bench-routes:   the same {peers_n} routes added by the bench alone");
-    let kernel_alone = kernel_alone(&peers);
+    let kernel_alone = observe.then(|| {
+        eprintln!("bench-routes:   the same {peers_n} routes added by the bench alone");
+        kernel_alone(&peers)
+    });
     ColdResult {
         peers: peers_n,
         write,
@@ -961,6 +1006,7 @@ fn bench_cold(peers_n: usize, joins: usize) -> ColdResult {
         scrape_after_joins,
         joins: samples,
         kernel_alone,
+        observed: observe,
     }
 }
 
@@ -1009,6 +1055,8 @@ fn cidrs(c: &[IpNetwork]) -> String {
 struct Run {
     joins: JoinResult,
     cold: Vec<ColdResult>,
+    /// The largest size again, with no route dump while podnetd starts.
+    control: Option<ColdResult>,
     load_start: String,
     load_end: String,
     date: String,
@@ -1115,11 +1163,20 @@ fn targets(w: &mut String, run: &Run) {
         let _ = writeln!(
             w,
             "| {TARGET_COLD_SIZE} peers programmed < {TARGET_COLD_MS:.0} ms (podnetd spawn -> last \
-             route) | {} peers: {} ms ({} missing, {} wrong) | {} |",
+             route) | {} peers: {} ms ({} missing, {} wrong){} | {} |",
             c.peers,
             opt_ms(c.all),
             c.missing,
             c.wrong,
+            run.control
+                .as_ref()
+                .map_or(String::new(), |k| format!(
+                    "; control run with no route dump meanwhile: {} ms to podnetd's \
+                     *routes reconciled* log line ({} missing, {} wrong)",
+                    opt_f(k.log.reconciled_ms),
+                    k.missing,
+                    k.wrong
+                )),
             yes(ok)
         );
         let ok = c.peers >= TARGET_COLD_SIZE && c.memory.hwm_kib * 1024 < TARGET_MEM_BYTES;
@@ -1238,11 +1295,12 @@ fn section_cold(w: &mut String, run: &Run) {
         "| peers | -> registered (log) | -> ready | -> reconciled (log) | pass | -> first route | -> all routes | routes correct | kernel alone |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
-    for c in &run.cold {
+    for c in run.cold.iter().chain(&run.control) {
         let _ = writeln!(
             w,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {}{} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             c.peers,
+            if c.observed { "" } else { " (control)" },
             opt_f(c.log.registered_ms),
             ms(c.ready),
             opt_f(c.log.reconciled_ms),
@@ -1250,8 +1308,16 @@ fn section_cold(w: &mut String, run: &Run) {
                 "{t:.0} ({} added)",
                 c.log.reconcile_added.unwrap_or(0)
             )),
-            opt_ms(c.first),
-            opt_ms(c.all),
+            if c.observed {
+                opt_ms(c.first)
+            } else {
+                "-".to_string()
+            },
+            if c.observed {
+                opt_ms(c.all)
+            } else {
+                "-".to_string()
+            },
             if c.missing + c.wrong + c.extra == 0 {
                 format!("all {}", c.peers)
             } else {
@@ -1260,10 +1326,24 @@ fn section_cold(w: &mut String, run: &Run) {
                     c.missing, c.wrong, c.extra
                 )
             },
-            ms(c.kernel_alone)
+            c.kernel_alone
+                .map_or("-".to_string(), |d| format!("{:.0}", ms(d)))
         );
     }
     let _ = writeln!(w);
+    if let Some(k) = &run.control {
+        let _ = writeln!(
+            w,
+            "*Control*: the largest size once more, on a fresh etcd, node and podnetd, with \
+             nothing dumping routes while podnetd starts (the poller's dumps cost CPU on this \
+             {}-CPU machine); its times are podnetd's log lines only, and its routes were \
+             checked afterwards ({} missing, {} wrong, {} extra).\n",
+            shell("nproc", &[]),
+            k.missing,
+            k.wrong,
+            k.extra
+        );
+    }
     for c in &run.cold {
         let _ = writeln!(
             w,
@@ -1297,7 +1377,7 @@ fn section_memory(w: &mut String, run: &Run) {
         .joins
         .memory
         .iter()
-        .chain(run.cold.iter().map(|c| &c.memory));
+        .chain(run.cold.iter().chain(&run.control).map(|c| &c.memory));
     for m in all {
         let _ = writeln!(
             w,
@@ -1348,10 +1428,14 @@ fn section_metrics(w: &mut String, opts: &Opts, run: &Run) {
         &run.joins.scrape,
         None,
     );
-    for c in &run.cold {
+    for c in run.cold.iter().chain(&run.control) {
         metrics_row(
             w,
-            &format!("cold start, {} peers", c.peers),
+            &format!(
+                "cold start, {} peers{}",
+                c.peers,
+                if c.observed { "" } else { " (control)" }
+            ),
             &c.scrape,
             None,
         );
@@ -1380,14 +1464,16 @@ fn run(opts: &Opts) -> String {
     let cold = opts
         .sizes
         .iter()
-        .map(|n| bench_cold(*n, opts.size_joins))
+        .map(|n| bench_cold(*n, opts.size_joins, true))
         .collect();
+    let control = opts.sizes.iter().max().map(|n| bench_cold(*n, 0, false));
     let load_end = loadavg();
     report(
         opts,
         &Run {
             joins,
             cold,
+            control,
             load_start,
             load_end,
             date,
