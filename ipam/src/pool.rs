@@ -85,7 +85,8 @@ pub trait PoolStore: Send + Sync {
     fn commit(&self, alloc: &Allocation, cursors: &[(IpNetwork, IpAddr)]) -> Result<(), IpamError>;
     fn remove(&self, key: &AttachmentKey) -> Result<Option<Allocation>, IpamError>;
     fn list(&self) -> Result<Vec<Allocation>, IpamError>;
-    /// Durable on return (sled: flush and fsync). Called before an allocation is acknowledged.
+    /// Durable on return against a crash of the process (sled 0.34: its log written
+    /// and `sync_file_range`d, not a full fsync). Called before an allocation is acknowledged.
     fn flush(&self) -> Result<(), IpamError>;
 }
 
@@ -524,7 +525,7 @@ impl<S: PoolStore> Pool<S> {
     /// end, so a just-freed address rests while unused ones remain and a stale peer cannot reach a
     /// new pod. Static requests must be inside a range, assignable and free; they do not move the
     /// cursor. Nothing is stored unless every range got an address. The store is flushed before
-    /// returning, outside the lock, so concurrent requests share fsyncs instead of queueing on them.
+    /// returning, outside the lock, so concurrent requests do not queue on the lock while flushing.
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocation, IpamError> {
         let wanted = self.check_requested(&req.requested)?;
         let alloc = {
