@@ -23,6 +23,25 @@ pub fn unregister_pid(pid: u32) {
     }
 }
 
+/// Stops a child the harness started: SIGTERM by its pid, up to `grace`
+/// for it to exit, then SIGKILL; reaped either way and no longer listed
+/// for emergency cleanup.
+pub fn stop_child(child: &mut std::process::Child, grace: std::time::Duration) {
+    unregister_pid(child.id());
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Kills what this process started (by pid) and deletes its namespaces.
 pub fn emergency_cleanup() {
     let pids: Vec<u32> = PIDS.lock().map(|p| p.clone()).unwrap_or_default();

@@ -7,7 +7,7 @@
 //! not in /run/netns, so whatever containerd leaves goes with the tempdir.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -367,22 +367,7 @@ disabled_plugins = [{disabled}]
 
     fn stop_process(&mut self) {
         if let Some(mut child) = self.child.take() {
-            crate::cleanup::unregister_pid(child.id());
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::cleanup::stop_child(&mut child, Duration::from_secs(10));
         }
     }
 
@@ -467,6 +452,16 @@ pub struct ForeignNetns {
     path: PathBuf,
 }
 
+impl crate::net::Namespace for ForeignNetns {
+    fn label(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.run(f)
+    }
+}
+
 impl ForeignNetns {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
@@ -489,43 +484,4 @@ impl ForeignNetns {
         let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// One UDP datagram from `from` to `to_ip` (inside `to`) and the reply
-/// back, as `net::udp_round_trip` does between test namespaces.
-pub fn udp_round_trip(from: &ForeignNetns, to: &ForeignNetns, to_ip: IpAddr) -> Result<(), String> {
-    const WAIT: Duration = Duration::from_secs(3);
-    let server = to
-        .run(|| UdpSocket::bind(SocketAddr::new(to_ip, 0)))
-        .map_err(|e| format!("bind {to_ip} in {}: {e}", to.path.display()))?;
-    let server_addr = server.local_addr().map_err(|e| e.to_string())?;
-    let any: IpAddr = if to_ip.is_ipv6() {
-        std::net::Ipv6Addr::UNSPECIFIED.into()
-    } else {
-        std::net::Ipv4Addr::UNSPECIFIED.into()
-    };
-    let client = from
-        .run(|| UdpSocket::bind(SocketAddr::new(any, 0)))
-        .map_err(|e| format!("bind in {}: {e}", from.path.display()))?;
-    for s in [&server, &client] {
-        s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    }
-    client
-        .send_to(b"ping", server_addr)
-        .map_err(|e| format!("send to {server_addr}: {e}"))?;
-    let mut buf = [0u8; 16];
-    let (n, peer) = server
-        .recv_from(&mut buf)
-        .map_err(|e| format!("{server_addr} received nothing: {e}"))?;
-    if &buf[..n] != b"ping" {
-        return Err("wrong payload".into());
-    }
-    server.send_to(b"pong", peer).map_err(|e| e.to_string())?;
-    let n = client
-        .recv(&mut buf)
-        .map_err(|e| format!("no reply from {server_addr}: {e}"))?;
-    if &buf[..n] != b"pong" {
-        return Err("wrong reply".into());
-    }
-    Ok(())
 }

@@ -212,22 +212,7 @@ impl TestDaemon {
     /// SIGTERM and wait, the way a rolling update looks.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            crate::cleanup::unregister_pid(child.id());
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::cleanup::stop_child(&mut child, Duration::from_secs(10));
         }
     }
 

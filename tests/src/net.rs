@@ -7,12 +7,34 @@ use crate::netns::TestNetns;
 
 const WAIT: Duration = Duration::from_secs(3);
 
+/// A network namespace traffic can be sent from: one a test made
+/// (`TestNetns`) or one a runtime made for a pod (`ForeignNetns`).
+pub trait Namespace: Sync {
+    fn label(&self) -> String;
+    /// Runs `f` on a thread inside the namespace.
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T;
+}
+
+impl Namespace for TestNetns {
+    fn label(&self) -> String {
+        self.name().to_string()
+    }
+
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.run(f)
+    }
+}
+
 /// Sends one UDP datagram from `from` to `to_ip` (inside `to`) and the
 /// reply back; Err describes what did not arrive.
-pub fn udp_round_trip(from: &TestNetns, to: &TestNetns, to_ip: IpAddr) -> Result<(), String> {
+pub fn udp_round_trip(
+    from: &impl Namespace,
+    to: &impl Namespace,
+    to_ip: IpAddr,
+) -> Result<(), String> {
     // Sockets belong to the namespace they were created in.
-    let server = to.run(|| UdpSocket::bind(SocketAddr::new(to_ip, 0)));
-    let server = server.map_err(|e| format!("bind in {}: {e}", to.name()))?;
+    let server = to.enter(|| UdpSocket::bind(SocketAddr::new(to_ip, 0)));
+    let server = server.map_err(|e| format!("bind in {}: {e}", to.label()))?;
     let server_addr = server.local_addr().map_err(|e| e.to_string())?;
     let unspecified: IpAddr = if to_ip.is_ipv6() {
         "::".parse().map_err(|_| "addr")?
@@ -20,8 +42,8 @@ pub fn udp_round_trip(from: &TestNetns, to: &TestNetns, to_ip: IpAddr) -> Result
         "0.0.0.0".parse().map_err(|_| "addr")?
     };
     let client = from
-        .run(|| UdpSocket::bind(SocketAddr::new(unspecified, 0)))
-        .map_err(|e| format!("bind in {}: {e}", from.name()))?;
+        .enter(|| UdpSocket::bind(SocketAddr::new(unspecified, 0)))
+        .map_err(|e| format!("bind in {}: {e}", from.label()))?;
     for s in [&server, &client] {
         s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
     }

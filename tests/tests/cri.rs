@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use podnet_tests::cluster::TestCluster;
-use podnet_tests::containerd::{udp_round_trip, ContainerdOpts, ForeignNetns, TestContainerd};
+use podnet_tests::containerd::{ContainerdOpts, ForeignNetns, TestContainerd};
 use podnet_tests::cri::PodSandboxState;
+use podnet_tests::net::udp_round_trip;
 
 /// Fields drop in order: the runtimes (whose teardown runs CNI DEL
 /// against podnetd) before the cluster.
