@@ -80,6 +80,22 @@ pub fn exec(
     args: &Args,
     stdin: &[u8],
 ) -> Result<Option<serde_json::Value>, DelegateError> {
+    spawn(plugin, command, args, stdin)?.wait()
+}
+
+/// A pipe holds at least one page even when the kernel shrinks pipes for a
+/// user over its quota, so a document this small is written without
+/// waiting for the plugin to read it.
+const PIPE_MIN_CAPACITY: usize = 4096;
+
+/// Starts `plugin` for `command` and returns while it runs, so the caller
+/// can work meanwhile; [`Running::wait`] collects the answer.
+pub fn spawn(
+    plugin: &str,
+    command: &str,
+    args: &Args,
+    stdin: &[u8],
+) -> Result<Running, DelegateError> {
     let path = find_plugin(plugin, &args.cni_path)?;
     let mut cmd = Command::new(&path);
     cmd.env("CNI_COMMAND", command)
@@ -104,44 +120,79 @@ pub fn exec(
         Some(ns) => cmd.env("CNI_NETNS", ns),
         None => cmd.env_remove("CNI_NETNS"),
     };
-    let spawn_err = |source| DelegateError::Spawn {
+    let mut child = cmd.spawn().map_err(|source| DelegateError::Spawn {
         path: path.clone(),
         source,
-    };
-    let mut child = cmd.spawn().map_err(spawn_err)?;
-    if let Some(mut pipe) = child.stdin.take() {
+    })?;
+    let writer = child.stdin.take().and_then(|mut pipe| {
         // A plugin that exits without reading its stdin is judged by its
-        // output below, not by the broken pipe.
-        let _ = pipe.write_all(stdin);
-    }
-    let out = child.wait_with_output().map_err(spawn_err)?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Option<serde_json::Value> = if stdout.trim().is_empty() {
-        None
-    } else {
-        serde_json::from_str(stdout.trim()).ok()
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    if out.status.success() {
-        if doc.is_none() && !stdout.trim().is_empty() {
-            return Err(DelegateError::BadOutput {
-                plugin: plugin.to_string(),
+        // output, not by the broken pipe. Dropping the pipe is its EOF.
+        if stdin.len() <= PIPE_MIN_CAPACITY {
+            let _ = pipe.write_all(stdin);
+            None
+        } else {
+            let doc = stdin.to_vec();
+            Some(std::thread::spawn(move || {
+                let _ = pipe.write_all(&doc);
+            }))
+        }
+    });
+    Ok(Running {
+        plugin: plugin.to_string(),
+        path,
+        child,
+        writer,
+    })
+}
+
+/// A delegated plugin started by [`spawn`].
+pub struct Running {
+    plugin: String,
+    path: PathBuf,
+    child: std::process::Child,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for the plugin and reads its answer.
+    pub fn wait(self) -> Result<Option<serde_json::Value>, DelegateError> {
+        let Running {
+            plugin,
+            path,
+            child,
+            writer,
+        } = self;
+        let out = child
+            .wait_with_output()
+            .map_err(|source| DelegateError::Spawn { path, source })?;
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let doc: Option<serde_json::Value> = if stdout.trim().is_empty() {
+            None
+        } else {
+            serde_json::from_str(stdout.trim()).ok()
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if out.status.success() {
+            if doc.is_none() && !stdout.trim().is_empty() {
+                return Err(DelegateError::BadOutput {
+                    plugin,
+                    status: out.status.to_string(),
+                    stderr,
+                });
+            }
+            return Ok(doc);
+        }
+        match doc.as_ref().and_then(error_reply) {
+            Some(reply) => Err(DelegateError::Failed { plugin, reply }),
+            None => Err(DelegateError::BadOutput {
+                plugin,
                 status: out.status.to_string(),
                 stderr,
-            });
+            }),
         }
-        return Ok(doc);
-    }
-    match doc.as_ref().and_then(error_reply) {
-        Some(reply) => Err(DelegateError::Failed {
-            plugin: plugin.to_string(),
-            reply,
-        }),
-        None => Err(DelegateError::BadOutput {
-            plugin: plugin.to_string(),
-            status: out.status.to_string(),
-            stderr,
-        }),
     }
 }
 

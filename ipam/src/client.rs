@@ -73,23 +73,17 @@ impl Client {
     /// Sends one request and does not wait for the answer (reports that
     /// must not hold a plugin up).
     pub fn notify(&self, req: &Request) -> Result<(), ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket).map_err(|source| ClientError::Unavailable {
-                socket: self.socket.clone(),
-                source,
-            })?;
-        stream
-            .set_write_timeout(Some(self.timeout))
-            .map_err(interrupted_early(&self.socket))?;
-        let mut line = serde_json::to_vec(req).map_err(ClientError::Protocol)?;
-        line.push(b'\n');
-        (&stream)
-            .write_all(&line)
-            .map_err(interrupted_early(&self.socket))
+        self.send(req).map(drop)
     }
 
     /// Sends one request; a daemon error reply becomes `ClientError::Daemon`.
     pub fn call(&self, req: &Request) -> Result<Response, ClientError> {
+        self.send(req)?.answer()
+    }
+
+    /// Sends one request and returns at once: the caller does other work
+    /// while the daemon answers, then reads the answer.
+    pub fn send(&self, req: &Request) -> Result<PendingCall, ClientError> {
         let stream =
             UnixStream::connect(&self.socket).map_err(|source| ClientError::Unavailable {
                 socket: self.socket.clone(),
@@ -106,12 +100,28 @@ impl Client {
         (&stream)
             .write_all(&line)
             .map_err(interrupted_early(&self.socket))?;
+        Ok(PendingCall {
+            socket: self.socket.clone(),
+            stream,
+        })
+    }
+}
+
+/// A request sent whose answer has not been read yet.
+pub struct PendingCall {
+    socket: PathBuf,
+    stream: UnixStream,
+}
+
+impl PendingCall {
+    /// Waits for the answer (up to the client's timeout).
+    pub fn answer(self) -> Result<Response, ClientError> {
         let interrupted = |source| ClientError::Interrupted {
             socket: self.socket.clone(),
             source,
         };
         let mut reply = String::new();
-        BufReader::new(&stream)
+        BufReader::new(&self.stream)
             .read_line(&mut reply)
             .map_err(interrupted)?;
         if reply.is_empty() {

@@ -47,3 +47,21 @@ pub fn reference(name: &str) -> PathBuf {
     );
     path
 }
+
+/// How a binary is linked, for bench reports: a dynamically linked ELF
+/// names its loader (`.interp`, within the first page); a static one does
+/// not. The plugin's exec time depends on it (see scripts/build-static).
+pub fn linkage(path: &Path) -> &'static str {
+    use std::io::Read;
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    if n == 0 {
+        "unknown linkage"
+    } else if head[..n].windows(8).any(|w| w == b"ld-linux") {
+        "dynamically linked"
+    } else {
+        "static"
+    }
+}

@@ -38,6 +38,8 @@ pub struct TestCluster {
     router: Option<TestNetns>,
     pub nodes: Vec<Option<ClusterNode>>,
     pub lease_ttl_secs: i64,
+    /// `PODNET_LOG` of the nodes' podnetds added from now on.
+    pub daemon_log: String,
     cni_path: String,
     counter: usize,
 }
@@ -100,6 +102,7 @@ impl TestCluster {
             router,
             nodes: Vec::new(),
             lease_ttl_secs,
+            daemon_log: "debug".into(),
             cni_path: format!("{own_dir}:{}", bins::REFERENCE_PLUGINS),
             counter: 0,
         }
@@ -170,6 +173,7 @@ impl TestCluster {
                 node_ip: Some(ip.clone()),
                 lease_ttl_secs: self.lease_ttl_secs,
                 resync_interval_secs: 5,
+                log: self.daemon_log.clone(),
                 ..Default::default()
             },
         );

@@ -30,7 +30,14 @@ pub struct DaemonOpts {
     /// The container runtime's CRI socket (`--cri-socket`): the reclaimer
     /// then also releases pods the runtime no longer lists.
     pub cri_socket: Option<PathBuf>,
+    /// `PODNET_LOG`: debug for tests (their failures show the daemon's
+    /// reasoning); benches use podnetd's own default, info.
+    pub log: String,
 }
+
+/// The daemon's log level in benches: podnetd's own default, so the
+/// figures are the ones a node would see.
+pub const BENCH_LOG: &str = "info";
 
 impl Default for DaemonOpts {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for DaemonOpts {
             lease_ttl_secs: 15,
             resync_interval_secs: 30,
             cri_socket: None,
+            log: "debug".into(),
         }
     }
 }
@@ -133,7 +141,7 @@ impl TestDaemon {
             .arg(self.opts.lease_ttl_secs.to_string())
             .arg("--resync-interval-secs")
             .arg(self.opts.resync_interval_secs.to_string())
-            .env("PODNET_LOG", "debug")
+            .env("PODNET_LOG", &self.opts.log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

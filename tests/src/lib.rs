@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod net;
 pub mod netns;
 pub mod node;
+pub mod null_cni;
 pub mod pause;
 pub mod plugin;
 

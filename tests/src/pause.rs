@@ -12,11 +12,11 @@ use crate::bins;
 /// The image reference containerd's `sandbox_image` names.
 pub const PAUSE_IMAGE: &str = "podnet.test/pause:1";
 
-fn assets() -> PathBuf {
+pub(crate) fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
 
-fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/install-deps installs gcc and python3)"));
@@ -28,7 +28,7 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn newer(a: &Path, b: &Path) -> bool {
+pub(crate) fn newer(a: &Path, b: &Path) -> bool {
     let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     matches!((m(a), m(b)), (Some(a), Some(b)) if a >= b)
 }

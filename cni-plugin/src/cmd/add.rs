@@ -22,7 +22,7 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
     };
     let netns_path = args.netns.clone().unwrap_or_default();
     let netns = NetNs::open(&netns_path).map_err(PluginError::from_netns)?;
-    let mut pod_nl = netns.netlink().map_err(PluginError::from_netns)?;
+    let mut pod_nl = netns.netlink_in_place().map_err(PluginError::from_netns)?;
     if netns.is_current()? {
         return Err(PluginError::NetnsIsNode(netns_path.display().to_string()));
     }
@@ -35,22 +35,23 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
     }
     let mut host_nl = Netlink::open()?;
 
-    // The IPAM request (a process or a daemon round trip) is most of an
-    // ADD's time; the links are wired meanwhile, so our own work hides
-    // behind it.
-    let (ipam_result, wired) = std::thread::scope(|s| {
-        let ipam = s.spawn(|| ipam::add(args, conf, stdin));
-        let wired = wire(
+    // The IPAM answer (a process or a daemon round trip) is most of an
+    // ADD's time: the request goes out first and the links are wired
+    // while it is worked on, so our own work hides behind it. No thread
+    // is needed for that: the request runs in another process.
+    let pending = ipam::start_add(args, conf, stdin);
+    let wired = match &pending {
+        Ok(_) => wire(
             args,
             conf,
             &netns,
             &mut host_nl,
             &mut pod_nl,
             pod_mac.clone(),
-        );
-        let ipam_result = ipam.join().unwrap_or(Err(PluginError::IpamThread));
-        (ipam_result, wired)
-    });
+        ),
+        Err(_) => Ok(None),
+    };
+    let ipam_result = pending.and_then(ipam::PendingAdd::finish);
 
     let ipam_result = match ipam_result {
         Ok(r) => r,

@@ -7,21 +7,53 @@ use crate::error::PluginError;
 use crate::skel::Args;
 use crate::spec::{CniResult, CniVersion, NetConf};
 
-/// IPAM ADD: the addresses (and routes, dns) for this attachment.
-pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
+/// IPAM ADD started: the plugin runs while the caller wires links.
+pub struct PendingAdd {
+    plugin: String,
+    version: CniVersion,
+    running: delegate::Running,
+}
+
+pub fn start_add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<PendingAdd, PluginError> {
     let ipam = ipam_of(conf)?;
-    let doc = delegate::exec(&ipam.plugin_type, "ADD", args, stdin)
-        .map_err(PluginError::Ipam)?
-        .ok_or_else(|| PluginError::IpamNoAddress(ipam.plugin_type.clone()))?;
-    let result =
-        CniResult::from_json(&doc, conf.cni_version).map_err(|source| PluginError::IpamResult {
-            plugin: ipam.plugin_type.clone(),
-            source,
-        })?;
-    if result.ips.is_empty() {
-        return Err(PluginError::IpamNoAddress(ipam.plugin_type.clone()));
+    let running =
+        delegate::spawn(&ipam.plugin_type, "ADD", args, stdin).map_err(PluginError::Ipam)?;
+    Ok(PendingAdd {
+        plugin: ipam.plugin_type.clone(),
+        version: conf.cni_version,
+        running,
+    })
+}
+
+impl PendingAdd {
+    /// The addresses (and routes, dns) for this attachment.
+    pub fn finish(self) -> Result<CniResult, PluginError> {
+        let plugin = self.plugin;
+        let doc = self
+            .running
+            .wait()
+            .map_err(PluginError::Ipam)?
+            .ok_or_else(|| PluginError::IpamNoAddress(plugin.clone()))?;
+        let result =
+            CniResult::from_json(&doc, self.version).map_err(|source| PluginError::IpamResult {
+                plugin: plugin.clone(),
+                source,
+            })?;
+        if result.ips.is_empty() {
+            return Err(PluginError::IpamNoAddress(plugin));
+        }
+        Ok(result)
     }
-    Ok(result)
+}
+
+/// IPAM DEL started: the plugin releases while the caller removes links.
+pub fn start_del(
+    args: &Args,
+    conf: &NetConf,
+    stdin: &[u8],
+) -> Result<delegate::Running, PluginError> {
+    let ipam = ipam_of(conf)?;
+    delegate::spawn(&ipam.plugin_type, "DEL", args, stdin).map_err(PluginError::Ipam)
 }
 
 /// Runs a verb whose success prints nothing: DEL, CHECK, STATUS, GC.

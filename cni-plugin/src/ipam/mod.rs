@@ -22,17 +22,53 @@ fn native_conf(conf: &NetConf) -> Result<Option<native::NativeConf>, PluginError
     }
 }
 
-pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
-    match native_conf(conf)? {
-        Some(n) => native::add(args, conf, &n),
-        None => delegated::add(args, conf, stdin),
+/// An IPAM ADD under way: the request is out, the answer not read yet.
+pub enum PendingAdd {
+    Native(native::PendingAdd),
+    Delegated(delegated::PendingAdd),
+}
+
+/// Sends the IPAM ADD and returns without waiting for its answer.
+pub fn start_add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<PendingAdd, PluginError> {
+    Ok(match native_conf(conf)? {
+        Some(n) => PendingAdd::Native(native::start_add(args, conf, &n)?),
+        None => PendingAdd::Delegated(delegated::start_add(args, conf, stdin)?),
+    })
+}
+
+impl PendingAdd {
+    pub fn finish(self) -> Result<CniResult, PluginError> {
+        match self {
+            Self::Native(p) => p.finish(),
+            Self::Delegated(p) => p.finish(),
+        }
     }
 }
 
 pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    match native_conf(conf)? {
-        Some(n) => native::del(args, &n),
-        None => delegated::forward("DEL", args, conf, stdin),
+    start_del(args, conf, stdin)?.finish()
+}
+
+/// An IPAM DEL under way.
+pub enum PendingDel {
+    Native(native::PendingDel),
+    Delegated(crate::delegate::Running),
+}
+
+/// Sends the IPAM DEL and returns without waiting for its outcome.
+pub fn start_del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<PendingDel, PluginError> {
+    Ok(match native_conf(conf)? {
+        Some(n) => PendingDel::Native(native::start_del(args, &n)),
+        None => PendingDel::Delegated(delegated::start_del(args, conf, stdin)?),
+    })
+}
+
+impl PendingDel {
+    pub fn finish(self) -> Result<(), PluginError> {
+        match self {
+            Self::Native(p) => p.finish(),
+            Self::Delegated(p) => p.wait().map(drop).map_err(PluginError::Ipam),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
-use podnet_ipam::client::{Client, ClientError};
+use podnet_ipam::client::{Client, ClientError, PendingCall};
 use podnet_ipam::pool::AttachmentKey;
 use podnet_ipam::proto::{ErrorKind, Request, Response, DEFAULT_SOCKET};
 use podnet_ipam::spool::{Spool, DEFAULT_SPOOL_DIR};
@@ -82,30 +82,54 @@ fn unexpected(resp: &Response) -> PluginError {
 
 /// ADD: the addresses podnetd allocates (or already had) for this attachment.
 pub fn add(args: &Args, conf: &NetConf, native: &NativeConf) -> Result<CniResult, PluginError> {
+    start_add(args, conf, native)?.finish()
+}
+
+/// An ADD request sent to podnetd whose answer is still to be read.
+pub struct PendingAdd {
+    call: PendingCall,
+    routes: Vec<Route>,
+}
+
+pub fn start_add(
+    args: &Args,
+    conf: &NetConf,
+    native: &NativeConf,
+) -> Result<PendingAdd, PluginError> {
     let req = Request::Add {
         key: key(args),
         netns: args.netns.as_ref().map(|p| p.display().to_string()),
         requested: requested_ips(conf)?,
     };
-    let allocation = match native.client().call(&req).map_err(PluginError::Daemon)? {
-        Response::Allocated { allocation } => allocation,
-        other => return Err(unexpected(&other)),
-    };
-    let ips = allocation
-        .ips
-        .iter()
-        .enumerate()
-        .map(|(i, address)| IpConfig {
-            address: *address,
-            gateway: allocation.gateways.get(i).copied(),
-            interface: None,
-        })
-        .collect();
-    Ok(CniResult {
-        ips,
+    let call = native.client().send(&req).map_err(PluginError::Daemon)?;
+    Ok(PendingAdd {
+        call,
         routes: native.routes.clone(),
-        ..Default::default()
     })
+}
+
+impl PendingAdd {
+    pub fn finish(self) -> Result<CniResult, PluginError> {
+        let allocation = match self.call.answer().map_err(PluginError::Daemon)? {
+            Response::Allocated { allocation } => allocation,
+            other => return Err(unexpected(&other)),
+        };
+        let ips = allocation
+            .ips
+            .iter()
+            .enumerate()
+            .map(|(i, address)| IpConfig {
+                address: *address,
+                gateway: allocation.gateways.get(i).copied(),
+                interface: None,
+            })
+            .collect();
+        Ok(CniResult {
+            ips,
+            routes: self.routes,
+            ..Default::default()
+        })
+    }
 }
 
 /// Static addresses asked for: the `ips` capability (`runtimeConfig.ips`)
@@ -134,17 +158,39 @@ fn requested_ips(conf: &NetConf) -> Result<Vec<std::net::IpAddr>, PluginError> {
 /// DEL: released through the daemon, or spooled for it when it is down,
 /// so DEL succeeds and the address still comes back.
 pub fn del(args: &Args, native: &NativeConf) -> Result<(), PluginError> {
+    start_del(args, native).finish()
+}
+
+/// A release sent to podnetd (or not deliverable) whose outcome is still
+/// to be read.
+pub struct PendingDel {
+    key: AttachmentKey,
+    spool_dir: PathBuf,
+    sent: Result<PendingCall, ClientError>,
+}
+
+pub fn start_del(args: &Args, native: &NativeConf) -> PendingDel {
     let key = key(args);
-    match native.client().call(&Request::Del { key: key.clone() }) {
-        Ok(Response::Released { .. }) => Ok(()),
-        Ok(other) => Err(unexpected(&other)),
-        Err(ClientError::Unavailable { .. } | ClientError::Interrupted { .. }) => {
-            tracing::warn!(spool = %native.spool_dir.display(), "podnetd unreachable; release spooled");
-            Spool::new(&native.spool_dir)
-                .record_release(&key)
-                .map_err(PluginError::Spool)
+    PendingDel {
+        sent: native.client().send(&Request::Del { key: key.clone() }),
+        key,
+        spool_dir: native.spool_dir.clone(),
+    }
+}
+
+impl PendingDel {
+    pub fn finish(self) -> Result<(), PluginError> {
+        match self.sent.and_then(PendingCall::answer) {
+            Ok(Response::Released { .. }) => Ok(()),
+            Ok(other) => Err(unexpected(&other)),
+            Err(ClientError::Unavailable { .. } | ClientError::Interrupted { .. }) => {
+                tracing::warn!(spool = %self.spool_dir.display(), "podnetd unreachable; release spooled");
+                Spool::new(&self.spool_dir)
+                    .record_release(&self.key)
+                    .map_err(PluginError::Spool)
+            }
+            Err(e) => Err(PluginError::Daemon(e)),
         }
-        Err(e) => Err(PluginError::Daemon(e)),
     }
 }
 

@@ -26,6 +26,14 @@ pub enum NetlinkError {
     NotNetns { path: PathBuf },
     #[error("the thread that entered network namespace {} failed", path.display())]
     NetnsThread { path: PathBuf },
+    /// After opening a socket in another namespace the thread could not go
+    /// back to its own: it must do nothing more.
+    #[error("returning from network namespace {}: {source}", path.display())]
+    NetnsReturn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("sysctl {key}: {source}")]
     Sysctl {
         key: String,
@@ -47,6 +55,7 @@ impl NetlinkError {
             Self::Kernel { source, .. }
             | Self::Socket(source)
             | Self::NetnsOpen { source, .. }
+            | Self::NetnsReturn { source, .. }
             | Self::Sysctl { source, .. } => source.raw_os_error(),
             Self::Decode(_) | Self::NotNetns { .. } | Self::NetnsThread { .. } => None,
         }

@@ -1,7 +1,8 @@
 //! Network namespaces: open one by path and run work inside it.
 //!
 //! `setns` changes only the calling thread, so the work runs on a
-//! short-lived thread of its own and the caller's namespace never changes.
+//! short-lived thread of its own and the caller's namespace never changes;
+//! only opening a socket, the plugin's hot path, is done in place.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -40,22 +41,24 @@ impl NetNs {
         self.file.as_fd()
     }
 
+    /// Moves the calling thread into this namespace.
+    fn enter(&self) -> Result<(), NetlinkError> {
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| match e {
+            Errno::EINVAL => NetlinkError::NotNetns {
+                path: self.path.clone(),
+            },
+            e => NetlinkError::NetnsOpen {
+                path: self.path.clone(),
+                source: e.into(),
+            },
+        })
+    }
+
     /// Runs `f` on a thread that has entered this namespace. Sockets `f`
     /// opens stay bound to the namespace after the thread ends.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetlinkError> {
         std::thread::scope(|scope| {
-            let worker = scope.spawn(
-                || match setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET) {
-                    Ok(()) => Ok(f()),
-                    Err(Errno::EINVAL) => Err(NetlinkError::NotNetns {
-                        path: self.path.clone(),
-                    }),
-                    Err(e) => Err(NetlinkError::NetnsOpen {
-                        path: self.path.clone(),
-                        source: e.into(),
-                    }),
-                },
-            );
+            let worker = scope.spawn(|| self.enter().map(|()| f()));
             worker.join().unwrap_or_else(|_| {
                 Err(NetlinkError::NetnsThread {
                     path: self.path.clone(),
@@ -88,5 +91,25 @@ impl NetNs {
     /// A netlink socket inside this namespace.
     pub fn netlink(&self) -> Result<Netlink, NetlinkError> {
         self.run(Netlink::open)?
+    }
+
+    /// A netlink socket inside this namespace, opened by the calling thread
+    /// itself: it enters the namespace and comes straight back, two system
+    /// calls instead of a thread. On an error the thread may be left in
+    /// this namespace (`NetnsReturn`), so it is for a caller that then
+    /// gives up, as the plugin's verbs do.
+    pub fn netlink_in_place(&self) -> Result<Netlink, NetlinkError> {
+        const OWN: &str = "/proc/thread-self/ns/net";
+        let own = File::open(OWN).map_err(|source| NetlinkError::NetnsOpen {
+            path: PathBuf::from(OWN),
+            source,
+        })?;
+        self.enter()?;
+        let opened = Netlink::open();
+        setns(own.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetlinkError::NetnsReturn {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        opened
     }
 }

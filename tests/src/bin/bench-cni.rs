@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace
+//! export PODNET_BIN_DIR=$(scripts/build-static)   # as shipped: static-pie
 //! cargo run --release -p podnet-tests --bin bench-cni -- \
 //!     [--pods 200] [--concurrency 8] [--rounds 2] [--out FILE]
 //! ```
@@ -48,7 +49,7 @@ use nix::sys::signal::{SigSet, Signal};
 use podnet_cni::netlink::link;
 use podnet_cni::netlink::netns::NetNs;
 use podnet_tests::bins;
-use podnet_tests::daemon::{DaemonOpts, TestDaemon};
+use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
 use podnet_tests::netns::TestNetns;
 use podnet_tests::node::TestNode;
 use podnet_tests::plugin::{exec_here, Invocation};
@@ -235,6 +236,7 @@ fn start_daemon(node: &TestNode, pods: usize) -> TestDaemon {
         cluster_cidr: DAEMON_CLUSTER_CIDR.into(),
         // The production default, or enough for --pods.
         max_pods: u32::try_from(pods.max(110)).unwrap(),
+        log: BENCH_LOG.into(),
         ..DaemonOpts::default()
     };
     let daemon = TestDaemon::start(&node.ns, opts);
@@ -712,12 +714,13 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
     let _ = writeln!(s, "- cpu: {cpu}");
     let _ = writeln!(
         s,
-        "- podnet, podnetd: {}, {} (git {rev}{}, release build)",
+        "- podnet, podnetd: {}, {} (git {rev}{}, release build, podnet {})",
         subjects[0].plugin.display(),
         PODNETD
             .get()
             .map_or("unknown".to_string(), |p| p.display().to_string()),
-        if dirty { ", uncommitted changes" } else { "" }
+        if dirty { ", uncommitted changes" } else { "" },
+        bins::linkage(&subjects[0].plugin)
     );
     let _ = writeln!(
         s,
@@ -738,8 +741,8 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
             s,
             "- podnetd: `--cluster-cidr {} --max-pods {}` (IPv4 only, like the host-local \
              configuration), node CIDR {}; bridge `{DAEMON_BRIDGE}` {} by podnetd before the \
-             first ADD; sled state in a tempdir on {} (`{}`); `PODNET_LOG=debug` (the harness's \
-             setting: about ten log lines per request, sled's included)",
+             first ADD; sled state in a tempdir on {} (`{}`); `PODNET_LOG={BENCH_LOG}` \
+             (podnetd's default level)",
             d.opts.cluster_cidr,
             d.opts.max_pods,
             cidrs.join(", "),

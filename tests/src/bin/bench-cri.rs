@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace
+//! export PODNET_BIN_DIR=$(scripts/build-static)
 //! cargo run --release -p podnet-tests --bin bench-cri -- [--pods 30] [--out FILE]
 //! ```
 //!
@@ -14,7 +15,10 @@
 //!   chained with `portmap` like podnet's list;
 //! - both lists again without `portmap` (a second containerd on podnet's
 //!   node; a third node namespace for the reference), to show how much of
-//!   each setup the chained Go plugin costs.
+//!   each setup the chained Go plugin costs;
+//! - the floor: a no-op static C plugin alone (tests/assets/null-cni.c),
+//!   so its setup is containerd's and the loopback plugin's own cost, which
+//!   every other subject pays too.
 //!
 //! containerd 1.6 cannot take a CNI 1.1.0 result: if podnetd's conflist
 //! says `cniVersion: 1.1.0`, the bench runs a copy at 1.0.0 and says so.
@@ -36,9 +40,11 @@ use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use podnet_tests::bins;
 use podnet_tests::cluster::TestCluster;
 use podnet_tests::containerd::{shim_pids, sigkill, ContainerdOpts, TestContainerd};
 use podnet_tests::netns::TestNetns;
+use podnet_tests::null_cni;
 use serde_json::json;
 
 /// containerd sockets, for the panic hook (the release profile aborts, so
@@ -239,11 +245,15 @@ fn read_dir_one(dir: &Path) -> PathBuf {
         .expect("a conflist")
 }
 
+/// The subject that measures containerd's own cost.
+const FLOOR: &str = "floor: containerd + loopback + a no-op plugin";
+
 fn bench(opts: &Opts) -> String {
     let load_start = loadavg();
     let scratch = tempfile::TempDir::new().expect("tempdir");
     eprintln!("bench-cri: load {load_start}; starting etcd, podnetd and two containerds");
     let mut cluster = TestCluster::new(1, 15);
+    cluster.daemon_log = podnet_tests::daemon::BENCH_LOG.into();
     cluster.add_node(0);
     let node = cluster.node(0);
     let (podnet_dir, podnet_note) = podnet_conf_dir(&node.daemon.cni_conf_dir(), scratch.path());
@@ -292,6 +302,17 @@ fn bench(opts: &Opts) -> String {
     let podnet_bare = strip_portmap(&podnet_dir, "podnet-bare.d");
     let ref_bare = strip_portmap(&ref_dir, "ref-bare.d");
     let ref_bare_ns = TestNetns::new("refb");
+    // The floor: containerd and the loopback plugin it always runs, with a
+    // plugin that does no work at all.
+    let floor_ns = TestNetns::new("floor");
+    let floor_dir = scratch.path().join("floor.d");
+    std::fs::create_dir_all(&floor_dir).expect("floor conf dir");
+    std::fs::write(
+        floor_dir.join("10-floor.conflist"),
+        json!({"cniVersion": "1.0.0", "name": "floor", "plugins": [{"type": null_cni::NULL_CNI}]})
+            .to_string(),
+    )
+    .expect("floor conflist");
     let mut subjects = [
         Subject::new("podnet", node.ns.path(), podnet_dir, podnet_note),
         Subject::new(
@@ -313,7 +334,20 @@ fn bench(opts: &Opts) -> String {
             ref_bare,
             "the reference list without portmap, in a node namespace of its own".into(),
         ),
+        Subject::new(
+            FLOOR,
+            floor_ns.path(),
+            floor_dir,
+            "a no-op static C plugin (tests/assets/null-cni.c) alone: containerd's and the \
+             loopback plugin's own cost, the floor under any plugin's CNI setup"
+                .into(),
+        ),
     ];
+    std::os::unix::fs::symlink(
+        null_cni::binary(),
+        subjects[4].runtime.cni_bin_dir().join(null_cni::NULL_CNI),
+    )
+    .expect("null-cni in the floor's CNI bin dir");
     eprintln!("bench-cri: warm-up");
     for s in subjects.iter_mut() {
         for k in 0..2 {
@@ -377,7 +411,9 @@ fn bench(opts: &Opts) -> String {
     );
     let _ = writeln!(
         t,
-        "- git {rev}; load average {load_start} at start, {load_end} at end"
+        "- git {rev}; podnet {} ({}); load average {load_start} at start, {load_end} at end",
+        bins::podnet().display(),
+        bins::linkage(&bins::podnet())
     );
     let _ = writeln!(
         t,
@@ -422,12 +458,22 @@ fn bench(opts: &Opts) -> String {
         let _ = writeln!(
             t,
             "\npodnet / reference, {what}: RunPodSandbox p50 {:.2}, CNI setup {:.2} (target: under \
-             0.33), CNI teardown {:.2}",
+             0.33; the floor alone is {:.2}), CNI teardown {:.2}",
             ratio(pct(&subjects[a].run, 0.5), pct(&subjects[b].run, 0.5)),
             ratio(setup[a], setup[b]),
+            ratio(setup[4], setup[b]),
             ratio(teardown[a], teardown[b]),
         );
     }
+    let _ = writeln!(
+        t,
+        "\npodnet's own share of its setup, above the floor: {} ms with portmap, {} ms without \
+         (the reference's: {} ms and {} ms)",
+        ms(setup[0].saturating_sub(setup[4])),
+        ms(setup[2].saturating_sub(setup[4])),
+        ms(setup[1].saturating_sub(setup[4])),
+        ms(setup[3].saturating_sub(setup[4])),
+    );
     let _ = writeln!(
         t,
         "\nCNI setup/teardown: containerd's `{METRIC}` histogram, (sum after - sum before) / \
@@ -438,6 +484,7 @@ fn bench(opts: &Opts) -> String {
     drop(subjects);
     drop(ref_ns);
     drop(ref_bare_ns);
+    drop(floor_ns);
     drop(cluster);
     t
 }

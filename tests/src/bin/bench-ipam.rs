@@ -47,7 +47,7 @@ use podnet_ipam::pool::{
 };
 use podnet_ipam::proto::{Request, Response};
 use podnet_tests::bins;
-use podnet_tests::daemon::{DaemonOpts, TestDaemon};
+use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
 use podnet_tests::netns::TestNetns;
 use tempfile::TempDir;
 
@@ -305,6 +305,7 @@ impl Daemon {
             DaemonOpts {
                 cluster_cidr: RANGE.into(),
                 max_pods: DAEMON_MAX_PODS,
+                log: BENCH_LOG.into(),
                 ..DaemonOpts::default()
             },
         );
@@ -499,8 +500,7 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
         out,
         "- podnetd: `--cluster-cidr {RANGE} --max-pods {DAEMON_MAX_PODS}` -> node CIDR {}, \
          state in a fresh tempdir under {} ({}), started in a node network namespace, \
-         `PODNET_LOG=debug` (the harness's setting: about ten log lines per request, \
-         sled's included)",
+         `PODNET_LOG={BENCH_LOG}` (podnetd's default level)",
         facts.node_cidr,
         facts.daemon_dir.display(),
         filesystem(&facts.daemon_dir)
