@@ -78,6 +78,8 @@ pub enum PluginError {
     Kernel(#[from] NetlinkError),
     #[error("{name} exists and is a {kind} link, not a bridge")]
     NotABridge { name: String, kind: String },
+    #[error("the IPAM request thread failed")]
+    IpamThread,
     #[error("check failed: {0}")]
     Check(String),
     /// DEL and GC keep going after a failure and report them all at the end.
@@ -160,7 +162,7 @@ impl PluginError {
             Self::NetnsMissing(_) => ErrorCode::UNKNOWN_CONTAINER,
             Self::NotNetns(_) | Self::NetnsIsNode(_) => ErrorCode::INVALID_ENV,
             Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
-            Self::Kernel(_) => ErrorCode::KERNEL,
+            Self::Kernel(_) | Self::IpamThread => ErrorCode::KERNEL,
             Self::NotABridge { .. } => ErrorCode::INVALID_CONFIG,
             Self::Check(_) => ErrorCode::CHECK_FAILED,
             Self::Several(errors) => errors

@@ -10,12 +10,16 @@ use crate::skel::Args;
 use crate::spec::NetConf;
 
 pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    // The release is sent first and worked on (in podnetd or the IPAM
-    // plugin's process) while the kernel deletes the veth, whose ~10-20 ms
-    // are DEL's floor: neither waits for the other.
-    let released = ipam::start_del(args, conf, stdin);
-    let mut errors = remove_links(args);
-    let released = released.and_then(ipam::PendingDel::finish);
+    // The release runs while the kernel deletes the veth (its ~10-20 ms are
+    // DEL's floor, spent inside one blocking netlink request): neither waits
+    // for the other. A thread, because starting the IPAM plugin from this
+    // one would hold the deletion back until the plugin's exec.
+    let (links, released) = std::thread::scope(|s| {
+        let ipam = s.spawn(|| ipam::del(args, conf, stdin));
+        let links = remove_links(args);
+        (links, ipam.join().unwrap_or(Err(PluginError::IpamThread)))
+    });
+    let mut errors = links;
     // Always, so the address is released even when the namespace is gone.
     if let Err(e) = released {
         errors.push(e);

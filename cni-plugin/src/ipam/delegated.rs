@@ -46,16 +46,6 @@ impl PendingAdd {
     }
 }
 
-/// IPAM DEL started: the plugin releases while the caller removes links.
-pub fn start_del(
-    args: &Args,
-    conf: &NetConf,
-    stdin: &[u8],
-) -> Result<delegate::Running, PluginError> {
-    let ipam = ipam_of(conf)?;
-    delegate::spawn(&ipam.plugin_type, "DEL", args, stdin).map_err(PluginError::Ipam)
-}
-
 /// Runs a verb whose success prints nothing: DEL, CHECK, STATUS, GC.
 pub fn forward(verb: &str, args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
     let ipam = ipam_of(conf)?;

@@ -46,29 +46,9 @@ impl PendingAdd {
 }
 
 pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    start_del(args, conf, stdin)?.finish()
-}
-
-/// An IPAM DEL under way.
-pub enum PendingDel {
-    Native(native::PendingDel),
-    Delegated(crate::delegate::Running),
-}
-
-/// Sends the IPAM DEL and returns without waiting for its outcome.
-pub fn start_del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<PendingDel, PluginError> {
-    Ok(match native_conf(conf)? {
-        Some(n) => PendingDel::Native(native::start_del(args, &n)),
-        None => PendingDel::Delegated(delegated::start_del(args, conf, stdin)?),
-    })
-}
-
-impl PendingDel {
-    pub fn finish(self) -> Result<(), PluginError> {
-        match self {
-            Self::Native(p) => p.finish(),
-            Self::Delegated(p) => p.wait().map(drop).map_err(PluginError::Ipam),
-        }
+    match native_conf(conf)? {
+        Some(n) => native::del(args, &n),
+        None => delegated::forward("DEL", args, conf, stdin),
     }
 }
 

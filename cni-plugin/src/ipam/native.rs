@@ -158,39 +158,17 @@ fn requested_ips(conf: &NetConf) -> Result<Vec<std::net::IpAddr>, PluginError> {
 /// DEL: released through the daemon, or spooled for it when it is down,
 /// so DEL succeeds and the address still comes back.
 pub fn del(args: &Args, native: &NativeConf) -> Result<(), PluginError> {
-    start_del(args, native).finish()
-}
-
-/// A release sent to podnetd (or not deliverable) whose outcome is still
-/// to be read.
-pub struct PendingDel {
-    key: AttachmentKey,
-    spool_dir: PathBuf,
-    sent: Result<PendingCall, ClientError>,
-}
-
-pub fn start_del(args: &Args, native: &NativeConf) -> PendingDel {
     let key = key(args);
-    PendingDel {
-        sent: native.client().send(&Request::Del { key: key.clone() }),
-        key,
-        spool_dir: native.spool_dir.clone(),
-    }
-}
-
-impl PendingDel {
-    pub fn finish(self) -> Result<(), PluginError> {
-        match self.sent.and_then(PendingCall::answer) {
-            Ok(Response::Released { .. }) => Ok(()),
-            Ok(other) => Err(unexpected(&other)),
-            Err(ClientError::Unavailable { .. } | ClientError::Interrupted { .. }) => {
-                tracing::warn!(spool = %self.spool_dir.display(), "podnetd unreachable; release spooled");
-                Spool::new(&self.spool_dir)
-                    .record_release(&self.key)
-                    .map_err(PluginError::Spool)
-            }
-            Err(e) => Err(PluginError::Daemon(e)),
+    match native.client().call(&Request::Del { key: key.clone() }) {
+        Ok(Response::Released { .. }) => Ok(()),
+        Ok(other) => Err(unexpected(&other)),
+        Err(ClientError::Unavailable { .. } | ClientError::Interrupted { .. }) => {
+            tracing::warn!(spool = %native.spool_dir.display(), "podnetd unreachable; release spooled");
+            Spool::new(&native.spool_dir)
+                .record_release(&key)
+                .map_err(PluginError::Spool)
         }
+        Err(e) => Err(PluginError::Daemon(e)),
     }
 }
 
