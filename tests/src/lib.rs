@@ -3,6 +3,7 @@
 //! they did. Nothing here touches the machine's own namespace.
 
 pub mod bins;
+mod cbuild;
 pub mod cleanup;
 pub mod cluster;
 pub mod containerd;
