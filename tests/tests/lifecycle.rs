@@ -351,3 +351,29 @@ fn mtu_follows_the_nodes_default_route_and_hairpin_is_set() {
     assert!(details.contains("hairpin on"), "{details}");
     node.del(Some(&pod), "ctr-mtu", &conf);
 }
+
+/// A configuration larger than a pipe's smallest buffer still reaches the
+/// IPAM plugin whole: podnet then writes it from a thread of its own
+/// instead of before it goes on with the links.
+#[test]
+fn configuration_larger_than_a_pipe_page_reaches_the_ipam_plugin() {
+    let node = TestNode::new(11);
+    let pod = TestNetns::new("pod");
+    let mut conf = node.conf("1.0.0");
+    let search: Vec<String> = (0..400)
+        .map(|i| format!("ns{i}.svc.cluster.local"))
+        .collect();
+    conf["dns"] = json!({"nameservers": ["10.96.0.10"], "search": search});
+    assert!(conf.to_string().len() > 8192);
+
+    let result = node.add(&pod, "ctr-big", &conf);
+    assert_eq!(result["dns"]["search"].as_array().unwrap().len(), 400);
+    let v4 = result["ips"][0]["address"].as_str().unwrap();
+    assert!(v4.starts_with("10.244.11."), "{v4}");
+    assert_eq!(pod.addresses("eth0").len(), 2);
+    assert_eq!(node.reserved("podnet").len(), 2);
+
+    node.del(Some(&pod), "ctr-big", &conf);
+    assert!(node.reserved("podnet").is_empty());
+    assert!(!pod.link_names().contains(&"eth0".to_string()));
+}
