@@ -96,6 +96,7 @@ impl TestDaemon {
     pub fn start(node: &TestNetns, opts: DaemonOpts) -> Self {
         crate::require_root();
         let dir = TempDir::new().expect("tempdir");
+        crate::cleanup::register_dir(dir.path());
         let log = dir.path().join("podnetd.log");
         let mut d = Self {
             opts,

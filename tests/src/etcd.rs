@@ -36,8 +36,10 @@ impl TestEtcd {
         let client_port = client.local_addr().expect("local addr").port();
         let peer_port = peer.local_addr().expect("local addr").port();
         drop((client, peer));
+        let dir = tempfile::tempdir().expect("etcd temp dir");
+        crate::cleanup::register_dir(dir.path());
         let mut etcd = Self {
-            dir: tempfile::tempdir().expect("etcd temp dir"),
+            dir,
             client_port,
             peer_port,
             child: None,

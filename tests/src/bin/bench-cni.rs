@@ -42,13 +42,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
 use podnet_cni::netlink::link;
 use podnet_cni::netlink::netns::NetNs;
 use podnet_tests::bins;
+use podnet_tests::cleanup;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
 use podnet_tests::netns::TestNetns;
 use podnet_tests::node::TestNode;
@@ -79,25 +79,6 @@ const DAEMON_MAX_PODS: usize = 30_000;
 /// host-local's total.
 const ADD_TARGET: f64 = 0.33;
 const DEL_TARGET: f64 = 1.0;
-
-/// Paths removed by the panic hook or the signal thread (data directories).
-static TEMP_PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-/// Pids of the podnetd processes this process started and has not stopped;
-/// the emergency cleanup kills them (never anything by name).
-static DAEMON_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-/// The podnetd binary, to recognise a daemon child that was spawned but not
-/// yet registered (TestDaemon::start panicked while waiting for it).
-static PODNETD: OnceLock<PathBuf> = OnceLock::new();
-/// Set when a signal arrived: what fails afterwards is the cleanup's doing.
-static STOPPING: AtomicBool = AtomicBool::new(false);
-/// Set by the emergency cleanup: no new operation starts, so nothing
-/// writes into the directories it is removing.
-static ABORTING: AtomicBool = AtomicBool::new(false);
-
-/// A lock that cannot stay poisoned: the data (paths, pids) stays valid.
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -229,8 +210,8 @@ struct Subject {
     daemon_made_bridge: bool,
 }
 
-/// podnetd in `node`, IPv4 only, its pid and directory registered for the
-/// emergency cleanup.
+/// podnetd in `node`, IPv4 only (TestDaemon registers its pid and directory
+/// for the emergency cleanup).
 fn start_daemon(node: &TestNode, pods: usize) -> TestDaemon {
     let opts = DaemonOpts {
         cluster_cidr: DAEMON_CLUSTER_CIDR.into(),
@@ -239,21 +220,12 @@ fn start_daemon(node: &TestNode, pods: usize) -> TestDaemon {
         log: BENCH_LOG.into(),
         ..DaemonOpts::default()
     };
-    let daemon = TestDaemon::start(&node.ns, opts);
-    locked(&TEMP_PATHS).push(daemon.dir.path().to_path_buf());
-    locked(&DAEMON_PIDS).push(daemon.pid().expect("podnetd is running"));
-    daemon
+    TestDaemon::start(&node.ns, opts)
 }
 
 impl Drop for Subject {
     fn drop(&mut self) {
         if let Some(daemon) = self.daemon.as_mut() {
-            // Under the lock, so the emergency cleanup never kills a pid
-            // this process has already reaped.
-            let mut pids = locked(&DAEMON_PIDS);
-            if let Some(pid) = daemon.pid() {
-                pids.retain(|p| *p != pid);
-            }
             daemon.kill9();
         }
     }
@@ -262,7 +234,7 @@ impl Drop for Subject {
 impl Subject {
     fn new(kind: Kind, pods: usize) -> Self {
         let node = TestNode::new(0);
-        locked(&TEMP_PATHS).push(node.data_dir.path().to_path_buf());
+        cleanup::register_dir(node.data_dir.path());
         let daemon = (kind == Kind::PodnetIpam).then(|| start_daemon(&node, pods));
         let ipam = json!({
             "type": "host-local",
@@ -354,7 +326,7 @@ impl Subject {
 
     /// One timed invocation; runs on a thread inside the node namespace.
     fn op(&self, verb: &str, container_id: &str, i: usize) -> Result<Duration, String> {
-        if ABORTING.load(Ordering::SeqCst) {
+        if cleanup::aborting() {
             return Err("aborting: no new operation".into());
         }
         let netns = self.netns_for(i).display().to_string();
@@ -716,9 +688,7 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
         s,
         "- podnet, podnetd: {}, {} (git {rev}{}, release build, podnet {})",
         subjects[0].plugin.display(),
-        PODNETD
-            .get()
-            .map_or("unknown".to_string(), |p| p.display().to_string()),
+        bins::workspace_bin("podnetd").display(),
         if dirty { ", uncommitted changes" } else { "" },
         bins::linkage(&subjects[0].plugin)
     );
@@ -976,156 +946,10 @@ fn report(opts: &Opts, subjects: &[Subject], rounds: &[Vec<PhaseResult>], loads:
     out
 }
 
-fn sigkill(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
-/// Kills the podnetd processes this process started: the registered pids,
-/// and any child of this process running the podnetd binary (one spawned
-/// by a TestDaemon::start that panicked before it could be registered).
-/// Only unreaped children of ours, so no pid here can belong to anyone else.
-/// Returns the directories of the unregistered ones.
-fn kill_daemons() -> Vec<PathBuf> {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        // try_lock: the panicking thread might hold it.
-        if let Ok(pids) = DAEMON_PIDS.try_lock() {
-            pids.iter().copied().for_each(sigkill);
-            break;
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let Some(podnetd) = PODNETD.get() else {
-        return Vec::new();
-    };
-    let mut dirs = Vec::new();
-    for (pid, _, exe) in children() {
-        if exe.as_ref() == Some(podnetd) {
-            // Its stderr is the log in its TestDaemon's tempdir, which an
-            // unregistered daemon's caller never got to register.
-            let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).ok();
-            sigkill(pid);
-            if let Some(dir) = log.as_deref().and_then(Path::parent) {
-                let tmp = dir.parent() == Some(std::env::temp_dir().as_path())
-                    && dir
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
-                if tmp {
-                    dirs.push(dir.to_path_buf());
-                }
-            }
-        }
-    }
-    dirs
-}
-
-/// This process's children that have not been reaped: (pid, state, exe).
-/// Only these pids are ever signalled: they cannot belong to anyone else.
-fn children() -> Vec<(u32, char, Option<PathBuf>)> {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
-        let Some((state, ppid)) = std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|t| {
-                let mut rest = t.rsplit_once(')')?.1.split_whitespace();
-                let state = rest.next()?.chars().next()?;
-                Some((state, rest.next()?.parse::<u32>().ok()?))
-            })
-        else {
-            continue;
-        };
-        if ppid == me {
-            found.push((pid, state, std::fs::read_link(e.path().join("exe")).ok()));
-        }
-    }
-    found
-}
-
-/// Waits (a few seconds at most) until no child of ours runs any more:
-/// plugin processes already started finish on their own.
-fn wait_for_children() {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && children().iter().any(|(_, state, _)| *state != 'Z') {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kills this process's podnetd, removes every namespace whose name this
-/// process's TestNetns would give (`pnt<pid>-...`) and the registered data
-/// directories. For the panic hook and the signal thread, where drops do
-/// not run.
-fn emergency_cleanup() {
-    ABORTING.store(true, Ordering::SeqCst);
-    let daemon_dirs = kill_daemons();
-    wait_for_children();
-    let prefix = format!("pnt{}-", std::process::id());
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) {
-                let _ = Command::new("ip").args(["netns", "del", &name]).output();
-            }
-        }
-    }
-    let registered = TEMP_PATHS.try_lock().map(|p| p.clone()).unwrap_or_default();
-    for p in registered.iter().chain(&daemon_dirs) {
-        // Once more if a last writer (sled's flusher) raced the first.
-        if std::fs::remove_dir_all(p).is_err() {
-            std::thread::sleep(Duration::from_millis(100));
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
-
-fn install_cleanup() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if STOPPING.load(Ordering::SeqCst) {
-            // Fallout of the signal thread's cleanup, which will exit.
-            loop {
-                std::thread::park();
-            }
-        }
-        default(info);
-        eprintln!("bench-cni: panicked; stopping podnetd, removing the namespaces it created");
-        emergency_cleanup();
-        std::process::exit(101);
-    }));
-    // Blocked here, before any other thread exists, so every thread inherits
-    // the mask and only the waiter below sees these signals (std resets the
-    // mask in the plugin processes it spawns).
-    let mut set = SigSet::empty();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(sig);
-    }
-    set.thread_block().expect("block signals");
-    std::thread::spawn(move || {
-        if let Ok(sig) = set.wait() {
-            STOPPING.store(true, Ordering::SeqCst);
-            eprintln!("bench-cni: {sig}; stopping podnetd, removing the namespaces it created");
-            emergency_cleanup();
-            std::process::exit(130);
-        }
-    });
-}
-
 fn run(opts: &Opts) -> Result<String, String> {
     podnet_tests::require_root();
-    let podnetd = bins::workspace_bin("podnetd");
-    let _ = PODNETD.set(std::fs::canonicalize(&podnetd).unwrap_or(podnetd));
+    // Fails early, before any work, when the binary is missing.
+    let _ = bins::workspace_bin("podnetd");
     let load_start = loadavg();
     eprintln!(
         "bench-cni: load average {load_start}; creating {KINDS} node namespaces, {} pod \
@@ -1175,6 +999,7 @@ fn run(opts: &Opts) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    cleanup::on_signal_or_panic_clean_up("bench-cni");
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
@@ -1182,7 +1007,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    install_cleanup();
     match run(&opts) {
         Ok(text) => {
             print!("{text}");
@@ -1194,7 +1018,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(_) if STOPPING.load(Ordering::SeqCst) => {
+        Err(_) if cleanup::stopping() => {
             // The signal thread is stopping everything and will exit.
             loop {
                 std::thread::park();

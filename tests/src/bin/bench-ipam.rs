@@ -37,16 +37,16 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
 use podnet_ipam::client::Client;
 use podnet_ipam::pool::{
     AllocateRequest, AttachmentKey, MemoryPoolStore, Pool, PoolConfig, PoolStore, SledPoolStore,
 };
 use podnet_ipam::proto::{Request, Response};
 use podnet_tests::bins;
+use podnet_tests::cleanup;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
 use podnet_tests::netns::TestNetns;
 use tempfile::TempDir;
@@ -58,22 +58,6 @@ const CAPACITY: usize = 65_536 - 3;
 /// podnetd sizes its node CIDR from max pods: 30000 -> /16 (node_prefix_v4).
 const DAEMON_MAX_PODS: u32 = 30_000;
 const IFNAME: &str = "eth0";
-
-/// Paths removed by the panic hook or the signal thread.
-static TEMP_PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-/// Pids of the podnetd this process started and has not stopped.
-static DAEMON_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-/// The podnetd binary, to recognise a child not registered yet.
-static PODNETD: OnceLock<PathBuf> = OnceLock::new();
-/// Set when a signal arrived: what fails afterwards is the cleanup's doing.
-static STOPPING: AtomicBool = AtomicBool::new(false);
-/// Set by the emergency cleanup: no new operation starts, so nothing
-/// writes into the directories it is removing.
-static ABORTING: AtomicBool = AtomicBool::new(false);
-
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 struct Opts {
     n: usize,
@@ -148,7 +132,7 @@ fn drive<R: Send>(
                         barrier.wait();
                         while !failed.load(Ordering::Relaxed) {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= n || ABORTING.load(Ordering::Relaxed) {
+                            if i >= n || cleanup::aborting() {
                                 break;
                             }
                             let start = Instant::now();
@@ -287,7 +271,7 @@ fn bench_pool<S: PoolStore>(
 fn bench_sled(threads: usize, opts: &Opts) -> Result<Row, String> {
     let dir = TempDir::with_prefix_in("bench-ipam-", &opts.dir)
         .map_err(|e| format!("tempdir in {}: {e}", opts.dir.display()))?;
-    locked(&TEMP_PATHS).push(dir.path().to_path_buf());
+    cleanup::register_dir(dir.path());
     let db = sled::open(dir.path().join("ipam.db")).map_err(|e| e.to_string())?;
     let store = SledPoolStore::open(&db).map_err(|e| e.to_string())?;
     let row = bench_pool(store, "sled", threads, opts);
@@ -309,19 +293,12 @@ impl Daemon {
                 ..DaemonOpts::default()
             },
         );
-        locked(&TEMP_PATHS).push(daemon.dir.path().to_path_buf());
-        locked(&DAEMON_PIDS).push(daemon.pid().expect("podnetd is running"));
         Self(daemon)
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // Under the lock: the emergency cleanup never kills a reaped pid.
-        let mut pids = locked(&DAEMON_PIDS);
-        if let Some(pid) = self.0.pid() {
-            pids.retain(|p| *p != pid);
-        }
         self.0.kill9();
     }
 }
@@ -486,9 +463,7 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
         out,
         "- podnet-ipam, podnetd: git {rev}{}, release build ({})",
         if dirty { ", uncommitted changes" } else { "" },
-        PODNETD
-            .get()
-            .map_or("unknown".to_string(), |p| p.display().to_string())
+        bins::workspace_bin("podnetd").display()
     );
     let _ = writeln!(
         out,
@@ -551,148 +526,10 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
     out
 }
 
-fn sigkill(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-    }
-}
-
-/// Kills the registered podnetd pids and any unreaped child of this process
-/// running the podnetd binary (spawned, not yet registered): only our own
-/// children, so no pid here can belong to anyone else. Returns the
-/// directories of the unregistered ones.
-fn kill_daemons() -> Vec<PathBuf> {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if let Ok(pids) = DAEMON_PIDS.try_lock() {
-            pids.iter().copied().for_each(sigkill);
-            break;
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let Some(podnetd) = PODNETD.get() else {
-        return Vec::new();
-    };
-    let mut dirs = Vec::new();
-    for (pid, _, exe) in children() {
-        if exe.as_ref() == Some(podnetd) {
-            // Its stderr is the log in its TestDaemon's tempdir, which an
-            // unregistered daemon's caller never got to register.
-            let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).ok();
-            sigkill(pid);
-            if let Some(dir) = log.as_deref().and_then(Path::parent) {
-                let tmp = dir.parent() == Some(std::env::temp_dir().as_path())
-                    && dir
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
-                if tmp {
-                    dirs.push(dir.to_path_buf());
-                }
-            }
-        }
-    }
-    dirs
-}
-
-/// This process's children that have not been reaped: (pid, state, exe).
-/// Only these pids are ever signalled: they cannot belong to anyone else.
-fn children() -> Vec<(u32, char, Option<PathBuf>)> {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
-        let Some((state, ppid)) = std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|t| {
-                let mut rest = t.rsplit_once(')')?.1.split_whitespace();
-                let state = rest.next()?.chars().next()?;
-                Some((state, rest.next()?.parse::<u32>().ok()?))
-            })
-        else {
-            continue;
-        };
-        if ppid == me {
-            found.push((pid, state, std::fs::read_link(e.path().join("exe")).ok()));
-        }
-    }
-    found
-}
-
-/// Waits (a few seconds at most) until no child of ours runs any more:
-/// plugin processes already started finish on their own.
-fn wait_for_children() {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && children().iter().any(|(_, state, _)| *state != 'Z') {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// For the panic hook and the signal thread, where drops do not run.
-fn emergency_cleanup() {
-    ABORTING.store(true, Ordering::SeqCst);
-    let daemon_dirs = kill_daemons();
-    wait_for_children();
-    let prefix = format!("pnt{}-", std::process::id());
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) {
-                let _ = Command::new("ip").args(["netns", "del", &name]).output();
-            }
-        }
-    }
-    let registered = TEMP_PATHS.try_lock().map(|p| p.clone()).unwrap_or_default();
-    for p in registered.iter().chain(&daemon_dirs) {
-        // Once more if a last writer (sled's flusher) raced the first.
-        if std::fs::remove_dir_all(p).is_err() {
-            std::thread::sleep(Duration::from_millis(100));
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
-
-fn install_cleanup() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if STOPPING.load(Ordering::SeqCst) {
-            loop {
-                std::thread::park();
-            }
-        }
-        default(info);
-        eprintln!("bench-ipam: panicked; stopping podnetd, removing what it created");
-        emergency_cleanup();
-        std::process::exit(101);
-    }));
-    // Blocked before any other thread exists: only the waiter sees them.
-    let mut set = SigSet::empty();
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(sig);
-    }
-    set.thread_block().expect("block signals");
-    std::thread::spawn(move || {
-        if let Ok(sig) = set.wait() {
-            STOPPING.store(true, Ordering::SeqCst);
-            eprintln!("bench-ipam: {sig}; stopping podnetd, removing what it created");
-            emergency_cleanup();
-            std::process::exit(130);
-        }
-    });
-}
-
 fn run(opts: &Opts) -> Result<String, String> {
     podnet_tests::require_root();
-    let podnetd = bins::workspace_bin("podnetd");
-    let _ = PODNETD.set(std::fs::canonicalize(&podnetd).unwrap_or(podnetd));
+    // Fails early, before any work, when the binary is missing.
+    let _ = bins::workspace_bin("podnetd");
     let load_start = loadavg();
     eprintln!(
         "bench-ipam: load average {load_start}; N = {}, concurrency {}",
@@ -728,6 +565,7 @@ fn run(opts: &Opts) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    cleanup::on_signal_or_panic_clean_up("bench-ipam");
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
@@ -735,7 +573,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    install_cleanup();
     match run(&opts) {
         Ok(text) => {
             print!("{text}");
@@ -747,7 +584,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(_) if STOPPING.load(Ordering::SeqCst) => loop {
+        Err(_) if cleanup::stopping() => loop {
             std::thread::park();
         },
         Err(e) => {

@@ -43,9 +43,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -88,9 +87,6 @@ const TARGET_JOIN_P99_MS: f64 = 100.0;
 const TARGET_COLD_SIZE: usize = 5000;
 const TARGET_COLD_MS: f64 = 2000.0;
 const TARGET_MEM_BYTES: u64 = 50_000_000;
-
-/// Data directories removed by the panic hook (drops do not run on abort).
-static TEMP_PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 struct Opts {
     joins: usize,
@@ -151,71 +147,30 @@ fn parse_opts() -> Result<Opts, String> {
     Ok(opts)
 }
 
-// ---------------------------------------------------------------- cleanup
-
-fn track_temp(path: &Path) {
-    if let Ok(mut p) = TEMP_PATHS.lock() {
-        p.push(path.to_path_buf());
-    }
-}
-
-fn untrack_temp(path: &Path) {
-    if let Ok(mut p) = TEMP_PATHS.lock() {
-        p.retain(|x| x != path);
-    }
-}
-
-fn install_panic_cleanup() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        eprintln!("bench-routes: panicked; stopping etcd and podnetd, removing namespaces");
-        cleanup::emergency_cleanup();
-        if let Ok(paths) = TEMP_PATHS.try_lock() {
-            for p in paths.iter() {
-                let _ = std::fs::remove_dir_all(p);
-            }
-        }
-        std::process::exit(101);
-    }));
-}
-
-/// etcd, known to the emergency cleanup by its pid while it runs.
+/// etcd (TestEtcd registers its pid and directory for the emergency
+/// cleanup), stopped by pid when dropped.
 struct Etcd {
     inner: TestEtcd,
-    dir: PathBuf,
 }
 
 impl Etcd {
     fn start() -> Self {
-        let inner = TestEtcd::start();
-        if let Some(pid) = inner.pid() {
-            cleanup::register_pid(pid);
+        Self {
+            inner: TestEtcd::start(),
         }
-        let dir = inner
-            .log_path()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        track_temp(&dir);
-        Self { inner, dir }
     }
 }
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        if let Some(pid) = self.inner.pid() {
-            cleanup::unregister_pid(pid);
-        }
         self.inner.stop();
-        untrack_temp(&self.dir);
     }
 }
 
-/// podnetd, its data directory known to the panic hook.
+/// podnetd (TestDaemon registers its pid and directory for the emergency
+/// cleanup), stopped by SIGTERM when dropped.
 struct Daemon {
     inner: TestDaemon,
-    dir: PathBuf,
 }
 
 impl Daemon {
@@ -230,10 +185,9 @@ impl Daemon {
             node_ip: Some(NODE_IP.into()),
             ..Default::default()
         };
-        let inner = TestDaemon::start(&node.ns, opts);
-        let dir = inner.dir.path().to_path_buf();
-        track_temp(&dir);
-        Self { inner, dir }
+        Self {
+            inner: TestDaemon::start(&node.ns, opts),
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -255,7 +209,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         // SIGTERM by pid (TestDaemon::stop), then its own drop.
         self.inner.stop();
-        untrack_temp(&self.dir);
     }
 }
 
@@ -1482,7 +1435,7 @@ fn run(opts: &Opts) -> String {
 }
 
 fn main() -> ExitCode {
-    cleanup::on_signal_clean_up("bench-routes");
+    cleanup::on_signal_or_panic_clean_up("bench-routes");
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
@@ -1490,7 +1443,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    install_panic_cleanup();
     let text = run(&opts);
     print!("{text}");
     if let Some(path) = &opts.out {
