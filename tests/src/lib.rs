@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod cri;
 pub mod daemon;
 pub mod etcd;
+pub mod machine;
 pub mod net;
 pub mod netns;
 pub mod node;

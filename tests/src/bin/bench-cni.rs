@@ -40,7 +40,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -50,6 +50,7 @@ use podnet_cni::netlink::netns::NetNs;
 use podnet_tests::bins;
 use podnet_tests::cleanup;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
+use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use podnet_tests::node::TestNode;
 use podnet_tests::plugin::{exec_here, Invocation};
@@ -612,40 +613,6 @@ fn order(round: usize, phase_index: usize) -> Vec<Kind> {
     kinds.rotate_left((round + phase_index) % Kind::ALL.len());
     kinds
 }
-
-fn shell(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// The 1, 5 and 15 minute load averages.
-/// This process's nice value (its plugins and podnetd inherit it).
-fn niceness() -> String {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|t| {
-            // Field 19; fields after "(comm)" start at 3.
-            t.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(16)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// Load averages at the start and the end of the run.
 struct Loads {
     start: String,
@@ -653,25 +620,15 @@ struct Loads {
 }
 
 fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
-    let dirty = !shell("git", &["-C", repo, "status", "--porcelain"]).is_empty();
+    let cpu = machine::cpu_model();
+    let (rev, dirty) = machine::git_revision();
     let mut s = String::new();
     let _ = writeln!(
         s,
         "- date: {}",
-        shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+        machine::shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
     );
-    let _ = writeln!(s, "- nproc: {}", shell("nproc", &[]));
+    let _ = writeln!(s, "- nproc: {}", machine::shell("nproc", &[]));
     let _ = writeln!(
         s,
         "- load average (1/5/15 min): {} at start, {} at end",
@@ -680,9 +637,9 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
     let _ = writeln!(
         s,
         "- nice value of the bench (inherited by the plugins and podnetd): {}",
-        niceness()
+        machine::niceness()
     );
-    let _ = writeln!(s, "- kernel: {}", shell("uname", &["-r"]));
+    let _ = writeln!(s, "- kernel: {}", machine::shell("uname", &["-r"]));
     let _ = writeln!(s, "- cpu: {cpu}");
     let _ = writeln!(
         s,
@@ -696,7 +653,7 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
         s,
         "- bridge, host-local: {} (Debian containernetworking-plugins {})",
         bins::REFERENCE_PLUGINS,
-        shell(
+        machine::shell(
             "dpkg-query",
             &["-W", "-f", "${Version}", "containernetworking-plugins"]
         )
@@ -721,7 +678,7 @@ fn machine_facts(opts: &Opts, subjects: &[Subject], loads: &Loads) -> String {
             } else {
                 "not created"
             },
-            shell(
+            machine::shell(
                 "findmnt",
                 &[
                     "-n",
@@ -916,7 +873,7 @@ fn report(opts: &Opts, subjects: &[Subject], rounds: &[Vec<PhaseResult>], loads:
          round is the headline, round 1 includes first-use costs (bridge creation, cold page \
          cache).\n",
         opts.concurrency,
-        shell("nproc", &[])
+        machine::shell("nproc", &[])
     );
     let last = rounds.len();
     let _ = writeln!(out, "## Targets (round {last} of {last})\n");
@@ -950,7 +907,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     podnet_tests::require_root();
     // Fails early, before any work, when the binary is missing.
     let _ = bins::workspace_bin("podnetd");
-    let load_start = loadavg();
+    let load_start = machine::loadavg();
     eprintln!(
         "bench-cni: load average {load_start}; creating {KINDS} node namespaces, {} pod \
          namespaces and a podnetd",
@@ -990,7 +947,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     }
     let loads = Loads {
         start: load_start,
-        end: loadavg(),
+        end: machine::loadavg(),
     };
     let text = report(opts, &subjects, &rounds, &loads);
     eprintln!("bench-cni: stopping podnetd, removing namespaces");

@@ -36,13 +36,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use podnet_tests::bins;
 use podnet_tests::cluster::TestCluster;
 use podnet_tests::containerd::{shim_pids, sigkill, ContainerdOpts, TestContainerd};
+use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use podnet_tests::null_cni;
 use serde_json::json;
@@ -196,22 +197,6 @@ impl Subject {
             .collect()
     }
 }
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn shell(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// podnetd's conflist, or a copy at cniVersion 1.0.0 when it names a
 /// version containerd 1.6's libcni cannot take (with a note saying so).
 fn podnet_conf_dir(written: &Path, scratch: &Path) -> (PathBuf, String) {
@@ -249,7 +234,7 @@ fn read_dir_one(dir: &Path) -> PathBuf {
 const FLOOR: &str = "floor: containerd + loopback + a no-op plugin";
 
 fn bench(opts: &Opts) -> String {
-    let load_start = loadavg();
+    let load_start = machine::loadavg();
     let scratch = tempfile::TempDir::new().expect("tempdir");
     eprintln!("bench-cri: load {load_start}; starting etcd, podnetd and two containerds");
     let mut cluster = TestCluster::new(1, 15);
@@ -376,20 +361,11 @@ fn bench(opts: &Opts) -> String {
         s.run.sort();
         s.teardown.sort();
     }
-    let load_end = loadavg();
+    let load_end = machine::loadavg();
 
     let mut t = String::new();
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default();
+    let (rev, _) = machine::git_revision();
+    let cpu = machine::cpu_model();
     let (rt_name, rt_version) = subjects[0].runtime.cri().version().expect("version");
     let _ = writeln!(
         t,
@@ -401,9 +377,9 @@ fn bench(opts: &Opts) -> String {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        shell("uname", &["-r"]),
+        machine::shell("uname", &["-r"]),
         subjects[0].runtime.snapshotter,
-        shell("runc", &["--version"])
+        machine::shell("runc", &["--version"])
             .lines()
             .next()
             .unwrap_or("")

@@ -35,7 +35,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -48,6 +48,7 @@ use podnet_ipam::proto::{Request, Response};
 use podnet_tests::bins;
 use podnet_tests::cleanup;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
+use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use tempfile::TempDir;
 
@@ -364,42 +365,9 @@ fn bench_daemon(node: &TestNetns, threads: usize, opts: &Opts) -> Result<(Row, S
         cidrs.join(", "),
     ))
 }
-
-fn shell(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// This process's nice value (its plugins and podnetd inherit it).
-fn niceness() -> String {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|t| {
-            // Field 19; fields after "(comm)" start at 3.
-            t.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(16)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// Filesystem type and device holding `path`.
 fn filesystem(path: &Path) -> String {
-    shell(
+    machine::shell(
         "findmnt",
         &[
             "-n",
@@ -422,18 +390,8 @@ struct Facts {
 }
 
 fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
-    let dirty = !shell("git", &["-C", repo, "status", "--porcelain"]).is_empty();
+    let cpu = machine::cpu_model();
+    let (rev, dirty) = machine::git_revision();
     let mut out = String::new();
     let _ = writeln!(out, "# IPAM alone: allocations and releases per second\n");
     let _ = writeln!(
@@ -444,9 +402,9 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
     let _ = writeln!(
         out,
         "- date: {}",
-        shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+        machine::shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
     );
-    let _ = writeln!(out, "- nproc: {}", shell("nproc", &[]));
+    let _ = writeln!(out, "- nproc: {}", machine::shell("nproc", &[]));
     let _ = writeln!(
         out,
         "- load average (1/5/15 min): {} at start, {} at end",
@@ -455,9 +413,9 @@ fn report(opts: &Opts, rows: &[Row], facts: &Facts) -> String {
     let _ = writeln!(
         out,
         "- nice value of the bench (inherited by podnetd): {}",
-        niceness()
+        machine::niceness()
     );
-    let _ = writeln!(out, "- kernel: {}", shell("uname", &["-r"]));
+    let _ = writeln!(out, "- kernel: {}", machine::shell("uname", &["-r"]));
     let _ = writeln!(out, "- cpu: {cpu}");
     let _ = writeln!(
         out,
@@ -530,7 +488,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     podnet_tests::require_root();
     // Fails early, before any work, when the binary is missing.
     let _ = bins::workspace_bin("podnetd");
-    let load_start = loadavg();
+    let load_start = machine::loadavg();
     eprintln!(
         "bench-ipam: load average {load_start}; N = {}, concurrency {}",
         opts.n, opts.concurrency
@@ -557,7 +515,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     drop(node);
     let facts = Facts {
         load_start,
-        load_end: loadavg(),
+        load_end: machine::loadavg(),
         daemon_dir: std::env::temp_dir(),
         node_cidr,
     };

@@ -44,7 +44,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -55,6 +55,7 @@ use podnet_tests::bins;
 use podnet_tests::cleanup;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon};
 use podnet_tests::etcd::{TestEtcd, ETCD_BIN};
+use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use podnetd::routes::ROUTE_PROTOCOL;
 use podnetd::store::etcd::etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
@@ -964,24 +965,6 @@ fn bench_cold(peers_n: usize, joins: usize, observe: bool) -> ColdResult {
 }
 
 // ---------------------------------------------------------------- report
-
-fn shell(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 fn yes(met: bool) -> &'static str {
     if met {
         "**met**"
@@ -1039,28 +1022,18 @@ fn report(opts: &Opts, run: &Run) -> String {
 }
 
 fn machine(w: &mut String, run: &Run) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
-    let dirty = !shell("git", &["-C", repo, "status", "--porcelain"]).is_empty();
-    let etcd_version = shell(ETCD_BIN, &["--version"]);
+    let cpu = machine::cpu_model();
+    let (rev, dirty) = machine::git_revision();
+    let etcd_version = machine::shell(ETCD_BIN, &["--version"]);
     let _ = writeln!(w, "## Machine\n");
     let _ = writeln!(w, "- date: {}", run.date);
-    let _ = writeln!(w, "- nproc: {}", shell("nproc", &[]));
+    let _ = writeln!(w, "- nproc: {}", machine::shell("nproc", &[]));
     let _ = writeln!(
         w,
         "- load average (1/5/15 min): {} at start, {} at end",
         run.load_start, run.load_end
     );
-    let _ = writeln!(w, "- kernel: {}", shell("uname", &["-r"]));
+    let _ = writeln!(w, "- kernel: {}", machine::shell("uname", &["-r"]));
     let _ = writeln!(w, "- cpu: {cpu}");
     let _ = writeln!(
         w,
@@ -1291,7 +1264,7 @@ fn section_cold(w: &mut String, run: &Run) {
              nothing dumping routes while podnetd starts (the poller's dumps cost CPU on this \
              {}-CPU machine); its times are podnetd's log lines only, and its routes were \
              checked afterwards ({} missing, {} wrong, {} extra).\n",
-            shell("nproc", &[]),
+            machine::shell("nproc", &[]),
             k.missing,
             k.wrong,
             k.extra
@@ -1410,8 +1383,8 @@ fn section_metrics(w: &mut String, opts: &Opts, run: &Run) {
 fn run(opts: &Opts) -> String {
     podnet_tests::require_root();
     let _ = bins::workspace_bin("podnetd");
-    let load_start = loadavg();
-    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let load_start = machine::loadavg();
+    let date = machine::shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     eprintln!("bench-routes: load average {load_start}");
     let joins = bench_joins(opts);
     let cold = opts
@@ -1420,7 +1393,7 @@ fn run(opts: &Opts) -> String {
         .map(|n| bench_cold(*n, opts.size_joins, true))
         .collect();
     let control = opts.sizes.iter().max().map(|n| bench_cold(*n, 0, false));
-    let load_end = loadavg();
+    let load_end = machine::loadavg();
     report(
         opts,
         &Run {
