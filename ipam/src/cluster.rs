@@ -366,7 +366,7 @@ mod tests {
             );
             alloc.allocate("a").unwrap()
         };
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::test_util::reopen_sled(dir.path());
         let alloc =
             NodeCidrAllocator::new(config(), SledClusterStore::open(db.open_tree("l").unwrap()));
         assert_eq!(alloc.store().leases().unwrap(), vec![lease.clone()]);

@@ -18,3 +18,27 @@ pub use pool::{
     AllocateRequest, Allocation, AttachmentKey, MemoryPoolStore, Pool, PoolConfig, PoolStore,
     RangeUsage, SledPoolStore,
 };
+
+/// Helpers for this crate's tests.
+#[cfg(test)]
+mod test_util {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// Opens a sled database again after the test dropped it. sled 0.34
+    /// releases its file lock only when its background flusher thread
+    /// notices the drop, so an immediate reopen can meet `WouldBlock`;
+    /// a new process (a restarted podnetd) never does.
+    pub(crate) fn reopen_sled(path: &Path) -> sled::Db {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match sled::open(path) {
+                Ok(db) => return db,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+    }
+}

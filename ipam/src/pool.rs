@@ -1158,7 +1158,7 @@ mod tests {
             pool.release(&key("a")).unwrap();
             (a, b)
         };
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::test_util::reopen_sled(dir.path());
         let pool = pool(SledPoolStore::open(&db).unwrap(), &ranges, &[]);
         assert_eq!(pool.list().unwrap(), vec![b.clone()]);
         assert_eq!(pool.get(&key("b")).unwrap(), Some(b.clone()));
