@@ -86,34 +86,49 @@ pub fn remove_fdb(
 ///
 /// Equivalent to `bridge fdb show dev INDEX` filtered on `dst`.
 pub fn list_fdb(nl: &mut Netlink, dev_index: u32) -> Result<Vec<([u8; 6], IpAddr)>, NetlinkError> {
+    dump_entries(
+        nl,
+        AddressFamily::Bridge,
+        &format!("bridge fdb show dev {dev_index}"),
+        dev_index,
+        |_| true,
+    )
+}
+
+/// The (MAC, address) pairs of one device's neighbour-table dump in
+/// `family` (bridge: FDB entries and their remotes) that `keep` accepts.
+fn dump_entries(
+    nl: &mut Netlink,
+    family: AddressFamily,
+    op: &str,
+    dev_index: u32,
+    keep: impl Fn(&NeighbourMessage) -> bool,
+) -> Result<Vec<([u8; 6], IpAddr)>, NetlinkError> {
     let mut req = NeighbourMessage::default();
-    req.header.family = AddressFamily::Bridge;
+    req.header.family = family;
     // With strict checking the kernel filters on the attribute (the header's
     // index must stay 0); the loop below filters again for older kernels.
     req.attributes.push(NeighbourAttribute::IfIndex(dev_index));
-    let replies = nl.dump(
-        &format!("bridge fdb show dev {dev_index}"),
-        RouteNetlinkMessage::GetNeighbour(req),
-    )?;
+    let replies = nl.dump(op, RouteNetlinkMessage::GetNeighbour(req))?;
     let mut out = Vec::new();
     for reply in replies {
         let RouteNetlinkMessage::NewNeighbour(m) = reply else {
             continue;
         };
-        if m.header.ifindex != dev_index {
+        if m.header.ifindex != dev_index || !keep(&m) {
             continue;
         }
         let mut mac = None;
-        let mut dst = None;
+        let mut ip = None;
         for attr in &m.attributes {
             match attr {
                 NeighbourAttribute::LinkLayerAddress(a) => mac = <[u8; 6]>::try_from(&a[..]).ok(),
-                NeighbourAttribute::Destination(a) => dst = neighbour_ip(a),
+                NeighbourAttribute::Destination(a) => ip = neighbour_ip(a),
                 _ => {}
             }
         }
-        if let (Some(mac), Some(dst)) = (mac, dst) {
-            out.push((mac, dst));
+        if let (Some(mac), Some(ip)) = (mac, ip) {
+            out.push((mac, ip));
         }
     }
     Ok(out)
@@ -195,33 +210,12 @@ pub fn list_neigh(
     nl: &mut Netlink,
     dev_index: u32,
 ) -> Result<Vec<(IpAddr, [u8; 6])>, NetlinkError> {
-    let mut req = NeighbourMessage::default();
-    req.header.family = AddressFamily::Unspec;
-    req.attributes.push(NeighbourAttribute::IfIndex(dev_index));
-    let replies = nl.dump(
+    let entries = dump_entries(
+        nl,
+        AddressFamily::Unspec,
         &format!("ip neigh show dev {dev_index} nud permanent"),
-        RouteNetlinkMessage::GetNeighbour(req),
+        dev_index,
+        |m| m.header.state == NeighbourState::Permanent,
     )?;
-    let mut out = Vec::new();
-    for reply in replies {
-        let RouteNetlinkMessage::NewNeighbour(m) = reply else {
-            continue;
-        };
-        if m.header.ifindex != dev_index || m.header.state != NeighbourState::Permanent {
-            continue;
-        }
-        let mut mac = None;
-        let mut ip = None;
-        for attr in &m.attributes {
-            match attr {
-                NeighbourAttribute::LinkLayerAddress(a) => mac = <[u8; 6]>::try_from(&a[..]).ok(),
-                NeighbourAttribute::Destination(a) => ip = neighbour_ip(a),
-                _ => {}
-            }
-        }
-        if let (Some(ip), Some(mac)) = (ip, mac) {
-            out.push((ip, mac));
-        }
-    }
-    Ok(out)
+    Ok(entries.into_iter().map(|(mac, ip)| (ip, mac)).collect())
 }
