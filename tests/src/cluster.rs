@@ -44,6 +44,15 @@ pub struct TestCluster {
     counter: usize,
 }
 
+/// Connects `ns` to a segment: `dev` (up, holding `cidr`) in `ns`, its
+/// peer `port` a port of the switch's bridge.
+fn plug_into_switch(ns: &TestNetns, dev: &str, sw: &TestNetns, port: &str, cidr: &str) {
+    ns.veth_to(dev, sw, port);
+    sw.ip(&["link", "set", "dev", port, "master", "swbr", "up"]);
+    ns.ip(&["addr", "add", cidr, "dev", dev]);
+    ns.ip(&["link", "set", "dev", dev, "up"]);
+}
+
 fn segment_prefix(segment: usize) -> String {
     format!("192.168.{}", 60 + segment)
 }
@@ -69,28 +78,7 @@ impl TestCluster {
             for (k, sw) in switches.iter().enumerate() {
                 let leg = format!("r{k}");
                 let port = format!("rt{k}");
-                r.ip(&[
-                    "link",
-                    "add",
-                    "name",
-                    &leg,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &port,
-                    "netns",
-                    sw.name(),
-                ]);
-                sw.ip(&["link", "set", "dev", &port, "master", "swbr", "up"]);
-                r.ip(&[
-                    "addr",
-                    "add",
-                    &format!("{}.1/24", segment_prefix(k)),
-                    "dev",
-                    &leg,
-                ]);
-                r.ip(&["link", "set", "dev", &leg, "up"]);
+                plug_into_switch(&r, &leg, sw, &port, &format!("{}.1/24", segment_prefix(k)));
             }
             r
         });
@@ -112,22 +100,7 @@ impl TestCluster {
     pub fn attach_host(&self, host: &TestNetns, segment: usize, ip: &str) {
         let sw = &self.switches[segment];
         let port = format!("h{}", ip.rsplit('.').next().unwrap_or("0"));
-        host.ip(&[
-            "link",
-            "add",
-            "name",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            sw.name(),
-        ]);
-        sw.ip(&["link", "set", "dev", &port, "master", "swbr", "up"]);
-        host.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-        host.ip(&["link", "set", "dev", "eth0", "up"]);
+        plug_into_switch(host, "eth0", sw, &port, &format!("{ip}/24"));
     }
 
     /// A node on `segment` with its podnetd started and ready.
@@ -137,23 +110,8 @@ impl TestCluster {
         let ns = TestNetns::new("n");
         let sw = &self.switches[segment];
         let port = format!("p{idx}");
-        ns.ip(&[
-            "link",
-            "add",
-            "name",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            sw.name(),
-        ]);
-        sw.ip(&["link", "set", "dev", &port, "master", "swbr", "up"]);
         let ip = format!("{}.{}", segment_prefix(segment), 10 + idx);
-        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-        ns.ip(&["link", "set", "dev", "eth0", "up"]);
+        plug_into_switch(&ns, "eth0", sw, &port, &format!("{ip}/24"));
         if self.router.is_some() {
             ns.ip(&[
                 "route",

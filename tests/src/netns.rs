@@ -73,6 +73,24 @@ impl TestNetns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A veth pair: `name` here, `peer_name` in `peer`, both down and
+    /// without addresses.
+    pub fn veth_to(&self, name: &str, peer: &TestNetns, peer_name: &str) {
+        self.ip(&[
+            "link",
+            "add",
+            "name",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_name,
+            "netns",
+            peer.name(),
+        ]);
+    }
+
     /// `ip -j ARGS` parsed.
     pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
         let mut full = vec!["-j"];

@@ -33,18 +33,7 @@ fn nl(ns: &TestNetns) -> Netlink {
 /// A veth pair from `a` (named `a_name`) to `b` (named `b_name`), both up,
 /// with the given addresses.
 fn wire(a: &TestNetns, a_name: &str, a_addr: &str, b: &TestNetns, b_name: &str, b_addr: &str) {
-    a.ip(&[
-        "link",
-        "add",
-        a_name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_name,
-        "netns",
-        b.name(),
-    ]);
+    a.veth_to(a_name, b, b_name);
     for (ns, dev, addr) in [(a, a_name, a_addr), (b, b_name, b_addr)] {
         ns.ip(&["addr", "add", addr, "dev", dev]);
         ns.ip(&["link", "set", dev, "up"]);

@@ -788,21 +788,28 @@ fn verdict(q: Option<f64>, target: f64, zero: &str) -> String {
     }
 }
 
-/// Issue 3's target: podnet on its own IPAM, whole operation, against the
-/// reference bridge on host-local, whole operation.
-fn total_targets_table(out: &mut String, round: &[PhaseResult], opts: &Opts) {
+/// One target table: podnet's figure against bridge's, per phase, at p50
+/// and p99. `figures` picks what is compared (whole operations, or own
+/// parts); `columns` names podnet's, bridge's and the ratio's columns, and
+/// bridge's figure where a zero makes the ratio meaningless.
+fn targets_table(
+    out: &mut String,
+    round: &[PhaseResult],
+    opts: &Opts,
+    columns: [&str; 4],
+    figures: impl Fn(&PhaseResult) -> (Stats, Stats),
+) {
+    let [podnet, bridge, ratio_name, zero] = columns;
     let _ = writeln!(
         out,
-        "| phase | stat | podnet + podnet-ipam ms | bridge + host-local ms | ratio | target | met |"
+        "| phase | stat | {podnet} | {bridge} | {ratio_name} | target | met |"
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
     for r in round {
         let target = target_for(r.phase);
+        let (podnet_stats, bridge_stats) = figures(r);
         for stat in [Stat::P50, Stat::P99] {
-            let (p, b) = (
-                r.of(Kind::PodnetIpam).get(stat),
-                r.of(Kind::Bridge).get(stat),
-            );
+            let (p, b) = (podnet_stats.get(stat), bridge_stats.get(stat));
             let q = ratio(p, b);
             let _ = writeln!(
                 out,
@@ -810,32 +817,7 @@ fn total_targets_table(out: &mut String, round: &[PhaseResult], opts: &Opts) {
                 r.phase.title(opts),
                 stat.label(),
                 fmt_ratio(q),
-                verdict(q, target, "bridge's figure")
-            );
-        }
-    }
-    let _ = writeln!(out);
-}
-
-/// The plugins' own parts, both on host-local.
-fn own_targets_table(out: &mut String, round: &[PhaseResult], opts: &Opts) {
-    let _ = writeln!(
-        out,
-        "| phase | stat | podnet own ms | bridge own ms | own ratio | target | met |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
-    for r in round {
-        let target = target_for(r.phase);
-        for stat in [Stat::P50, Stat::P99] {
-            let (p, b) = (r.own(Kind::Podnet).get(stat), r.own(Kind::Bridge).get(stat));
-            let q = ratio(p, b);
-            let _ = writeln!(
-                out,
-                "| {} | {} | {p:.2} | {b:.2} | {} | ≤ {target:.2} | {} |",
-                r.phase.title(opts),
-                stat.label(),
-                fmt_ratio(q),
-                verdict(q, target, "bridge own part")
+                verdict(q, target, zero)
             );
         }
     }
@@ -882,13 +864,38 @@ fn report(opts: &Opts, subjects: &[Subject], rounds: &[Vec<PhaseResult>], loads:
         "Issue 3: podnet + podnet-ipam total over bridge + host-local total: ADD ≤ {ADD_TARGET:.2} \
          (judged on p50; p99 shown as the tail), DEL ≤ {DEL_TARGET:.2}.\n"
     );
-    total_targets_table(&mut out, &rounds[last - 1], opts);
+    // Issue 3's target: podnet on its own IPAM, whole operation, against
+    // the reference bridge on host-local, whole operation.
+    targets_table(
+        &mut out,
+        &rounds[last - 1],
+        opts,
+        [
+            "podnet + podnet-ipam ms",
+            "bridge + host-local ms",
+            "ratio",
+            "bridge's figure",
+        ],
+        |r| (r.of(Kind::PodnetIpam), r.of(Kind::Bridge)),
+    );
     let _ = writeln!(
         out,
         "podnet's own part over bridge's own part, both on host-local: ADD ≤ {ADD_TARGET:.2}, \
          DEL ≤ {DEL_TARGET:.2}.\n"
     );
-    own_targets_table(&mut out, &rounds[last - 1], opts);
+    // The plugins' own parts, both on host-local.
+    targets_table(
+        &mut out,
+        &rounds[last - 1],
+        opts,
+        [
+            "podnet own ms",
+            "bridge own ms",
+            "own ratio",
+            "bridge own part",
+        ],
+        |r| (r.own(Kind::Podnet), r.own(Kind::Bridge)),
+    );
     for (i, round) in rounds.iter().enumerate().rev() {
         let _ = writeln!(
             out,

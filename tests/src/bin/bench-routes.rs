@@ -226,19 +226,7 @@ impl Node {
     fn new() -> Self {
         let ns = TestNetns::new("rn");
         let switch = TestNetns::new("rsw");
-        ns.ip(&[
-            "link",
-            "add",
-            "name",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "u0",
-            "netns",
-            switch.name(),
-        ]);
+        ns.veth_to("eth0", &switch, "u0");
         switch.ip(&["link", "set", "dev", "u0", "up"]);
         ns.ip(&["addr", "add", UNDERLAY, "dev", "eth0"]);
         ns.ip(&["link", "set", "dev", "eth0", "up"]);
