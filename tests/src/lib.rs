@@ -17,6 +17,7 @@ pub mod node;
 pub mod null_cni;
 pub mod pause;
 pub mod plugin;
+pub mod report;
 
 /// Root-only tests call this first: they fail loudly, never pass silently,
 /// when they cannot do what they test.

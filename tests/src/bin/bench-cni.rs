@@ -54,6 +54,7 @@ use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use podnet_tests::node::TestNode;
 use podnet_tests::plugin::{exec_here, Invocation};
+use podnet_tests::report;
 use serde_json::{json, Value};
 
 /// The network name: host-local keeps its reservations in `dataDir/NAME`.
@@ -971,28 +972,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&opts) {
-        Ok(text) => {
-            print!("{text}");
-            if let Some(path) = &opts.out {
-                if let Err(e) = std::fs::write(path, &text) {
-                    eprintln!("bench-cni: writing {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(_) if cleanup::stopping() => {
-            // The signal thread is stopping everything and will exit.
-            loop {
-                std::thread::park();
-            }
-        }
-        Err(e) => {
-            // `run` returned, so the subjects were dropped: podnetd is
-            // stopped and nothing is left.
-            eprintln!("bench-cni: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    report::finish("bench-cni", run(&opts), opts.out.as_deref())
 }

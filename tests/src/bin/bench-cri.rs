@@ -46,6 +46,7 @@ use podnet_tests::containerd::{shim_pids, sigkill, ContainerdOpts, TestContainer
 use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use podnet_tests::null_cni;
+use podnet_tests::report;
 use serde_json::json;
 
 /// containerd sockets, for the panic hook (the release profile aborts, so
@@ -484,13 +485,5 @@ fn main() -> ExitCode {
         }
     };
     podnet_tests::require_root();
-    let text = bench(&opts);
-    print!("{text}");
-    if let Some(out) = &opts.out {
-        if let Err(e) = std::fs::write(out, &text) {
-            eprintln!("bench-cri: {}: {e}", out.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    report::finish("bench-cri", Ok(bench(&opts)), opts.out.as_deref())
 }

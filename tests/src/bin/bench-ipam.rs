@@ -50,6 +50,7 @@ use podnet_tests::cleanup;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
 use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
+use podnet_tests::report;
 use tempfile::TempDir;
 
 /// The node CIDR: a /16 holds any N this bench is meant for.
@@ -531,24 +532,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&opts) {
-        Ok(text) => {
-            print!("{text}");
-            if let Some(path) = &opts.out {
-                if let Err(e) = std::fs::write(path, &text) {
-                    eprintln!("bench-ipam: writing {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(_) if cleanup::stopping() => loop {
-            std::thread::park();
-        },
-        Err(e) => {
-            // `run` returned: the daemon, namespace and tempdirs are gone.
-            eprintln!("bench-ipam: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    report::finish("bench-ipam", run(&opts), opts.out.as_deref())
 }

@@ -57,6 +57,7 @@ use podnet_tests::daemon::{DaemonOpts, TestDaemon};
 use podnet_tests::etcd::{TestEtcd, ETCD_BIN};
 use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
+use podnet_tests::report;
 use podnetd::routes::ROUTE_PROTOCOL;
 use podnetd::store::etcd::etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use podnetd::store::NodeRecord;
@@ -1404,13 +1405,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let text = run(&opts);
-    print!("{text}");
-    if let Some(path) = &opts.out {
-        if let Err(e) = std::fs::write(path, &text) {
-            eprintln!("bench-routes: writing {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    report::finish("bench-routes", Ok(run(&opts)), opts.out.as_deref())
 }
