@@ -43,6 +43,18 @@ pub fn list(socket: &Path) -> Result<String, DaemonError> {
         );
     }
     let _ = writeln!(out, "{} allocations", allocations.len());
+    let outside = |a: &podnet_ipam::pool::Allocation| {
+        !a.ips
+            .iter()
+            .all(|ip| node_cidrs.iter().any(|c| c.contains(ip.ip())))
+    };
+    let stale = allocations.iter().filter(|a| outside(a)).count();
+    if stale > 0 {
+        let _ = writeln!(
+            out,
+            "{stale} on a former node CIDR (marked *): peers no longer route to them; recreate these pods"
+        );
+    }
     let _ = writeln!(
         out,
         "  {:<24} {:<8} {:<40} {:>7}  netns",
@@ -51,9 +63,10 @@ pub fn list(socket: &Path) -> Result<String, DaemonError> {
     for a in &allocations {
         let ips: Vec<String> = a.ips.iter().map(|i| i.to_string()).collect();
         let id: String = a.key.container_id.chars().take(24).collect();
+        let mark = if outside(a) { '*' } else { ' ' };
         let _ = writeln!(
             out,
-            "  {:<24} {:<8} {:<40} {:>6}s  {}",
+            "{mark} {:<24} {:<8} {:<40} {:>6}s  {}",
             id,
             a.key.ifname,
             ips.join(","),

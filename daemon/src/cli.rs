@@ -23,6 +23,10 @@ use crate::store::kube::{KubeBackend, KubeOptions};
 use crate::store::local::LocalBackend;
 use crate::store::{Backend, NodeRecord};
 
+/// sled's page cache: far above what a node's allocations take, far below
+/// the DaemonSet's memory limit.
+const SLED_CACHE_BYTES: u64 = 8 << 20;
+
 #[derive(Parser)]
 #[command(name = "podnetd", about = "podnet node daemon", version)]
 struct Cli {
@@ -34,6 +38,10 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Run(Box<DaemonConfig>),
+    /// Remove podnet from this node (what podnetd does by itself when its
+    /// DaemonSet is deleted): the CNI configuration, the plugins, routes,
+    /// bridge, VXLAN device, nftables table and state. Takes `run`'s flags.
+    Uninstall(Box<DaemonConfig>),
     /// Copy the `podnet` and `podnet-ipam` plugins next to this binary into
     /// the CNI bin dir (the DaemonSet's init step).
     Install {
@@ -59,6 +67,7 @@ pub fn main() -> ExitCode {
         }),
         Command::List { socket } => crate::admin::list(&socket).map(|text| print!("{text}")),
         Command::Run(config) => run(*config),
+        Command::Uninstall(config) => uninstall(&config),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +87,16 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+fn uninstall(config: &DaemonConfig) -> Result<(), DaemonError> {
+    let net = NodeNet::open(config.netns.as_deref())?;
+    crate::uninstall::clean_node(&net, config).map_err(|mut errors| {
+        for e in &errors {
+            tracing::error!(error = %e, "uninstall step failed");
+        }
+        errors.swap_remove(0)
+    })
 }
 
 fn run(config: DaemonConfig) -> Result<(), DaemonError> {
@@ -133,10 +152,18 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(DaemonError::io("creating", &config.state_dir))?;
     let db_path = config.state_dir.join("ipam.db");
-    let db = sled::open(&db_path).map_err(|source| DaemonError::Db {
-        path: db_path.clone(),
-        source,
-    })?;
+    // The IPAM database is a few hundred bytes per pod: a small cache holds
+    // all of it. sled's default (1 GiB) exceeds a pod's memory limit, which
+    // sled then reports at every start as an ERROR (it caps the cache to the
+    // cgroup's limit), a false alarm for an operator.
+    let db = sled::Config::new()
+        .path(&db_path)
+        .cache_capacity(SLED_CACHE_BYTES)
+        .open()
+        .map_err(|source| DaemonError::Db {
+            path: db_path.clone(),
+            source,
+        })?;
     let backend = Arc::new(if config.store == "kubernetes" {
         Backend::Kube(
             KubeBackend::connect(KubeOptions {
@@ -184,7 +211,6 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::default());
     let svc = Arc::new(Service {
         node: node.clone(),
-        node_cidrs: me.cidrs.clone(),
         pool,
         metrics: metrics.clone(),
     });
@@ -241,16 +267,34 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         tokio::spawn(server::serve_metrics(tcp, svc.clone()));
     }
     tokio::spawn(reclaim_loop(svc.clone(), spool, config.clone()));
+    let (me_seen, me_rx) = tokio::sync::watch::channel(None);
     tokio::spawn(crate::reconciler::run(
         backend.clone(),
         nodenet.clone(),
         crate::reconciler::Topology {
             me: node.clone(),
-            underlay,
+            underlay: underlay.clone(),
             vxlan,
         },
         metrics.clone(),
         config.resync_interval(),
+        me_seen,
+    ));
+    tokio::spawn(crate::follow::run(
+        backend.clone(),
+        svc.clone(),
+        crate::follow::NodeKernel {
+            net: nodenet.clone(),
+            bridge: config.bridge.clone(),
+            vxlan: vxlan.map(|_| crate::follow::VxlanSetup {
+                node: node.clone(),
+                underlay,
+                underlay_mtu,
+                local: node_ip,
+            }),
+        },
+        me.clone(),
+        me_rx,
     ));
 
     // Last: the plugins and their configuration appear only once an ADD
@@ -289,6 +333,30 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     tracing::info!(path = %path.display(), mtu = pod_mtu, "ready: CNI configuration written");
 
     shutdown_signal().await;
+    if let (Backend::Kube(kube), Some(ds)) = (&*backend, &config.daemonset) {
+        use crate::store::kube::Removal;
+        match kube.removal(ds).await {
+            Removal::Requested(why) => {
+                tracing::info!(daemonset = %ds, %why, "podnet is being removed: cleaning this node");
+                let net = nodenet.clone();
+                let cfg = config.clone();
+                let cleaned = tokio::task::spawn_blocking(move || {
+                    net.retire(|| crate::uninstall::clean_node(&net, &cfg))
+                })
+                .await;
+                if let Ok(Err(errors)) = cleaned {
+                    for e in errors {
+                        tracing::error!(error = %e, "uninstall step failed");
+                    }
+                }
+                return Ok(());
+            }
+            Removal::NotRequested => {}
+            Removal::Unknown(why) => {
+                tracing::warn!(daemonset = %ds, %why, "cannot tell whether podnet is being removed; keeping everything")
+            }
+        }
+    }
     // Routes, the bridge and the configuration stay: pods keep working
     // while the daemon restarts, and a restart removes nothing valid.
     tracing::info!("shutting down");

@@ -47,6 +47,10 @@ impl ConfList<'_> {
             "type": "podnet",
             "bridge": self.bridge,
             "mtu": self.mtu,
+            // kube-proxy may send a pod's connection to its own Service
+            // back to that same pod: the bridge must let it out by the
+            // port it came in (as kubenet and other bridge setups do).
+            "hairpinMode": true,
             "ipam": {
                 "type": "podnet-ipam",
                 "socket": self.socket,
@@ -146,6 +150,9 @@ mod tests {
         plugin["name"] = doc["name"].clone();
         let conf = podnet_cni::spec::NetConf::parse(plugin.to_string().as_bytes()).unwrap();
         assert_eq!(conf.mtu, Some(1450));
+        // A pod reaching itself through its own Service comes back in by
+        // the port it left from.
+        assert!(conf.hairpin_mode);
         assert_eq!(conf.ipam.unwrap().plugin_type, "podnet-ipam");
     }
 

@@ -131,6 +131,13 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_CRI_SOCKET")]
     pub cri_socket: Option<PathBuf>,
 
+    /// This daemon's DaemonSet, `NAMESPACE/NAME` (with `--store
+    /// kubernetes`). At SIGTERM podnetd asks whether it is going away: if
+    /// so (uninstall), podnetd removes podnet from the node; if not (a
+    /// restart, a rolling update), everything stays in place.
+    #[arg(long, env = "PODNET_DAEMONSET")]
+    pub daemonset: Option<String>,
+
     /// Prometheus metrics and health endpoints (`/metrics`, `/healthz`,
     /// `/readyz`); off unless given.
     #[arg(long, env = "PODNET_METRICS_ADDR")]

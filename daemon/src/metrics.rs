@@ -92,7 +92,9 @@ impl Metrics {
         g.store(u64::try_from(v).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
-    pub fn render(&self, usage: &[RangeUsage]) -> String {
+    /// `outside_node_cidr`: pods whose address is outside the node's
+    /// current CIDRs (see `Pool::outside_ranges`).
+    pub fn render(&self, usage: &[RangeUsage], outside_node_cidr: usize) -> String {
         let mut out = String::new();
         counter(
             &mut out,
@@ -154,6 +156,12 @@ impl Metrics {
                 u.range, u.capacity
             );
         }
+        gauge(
+            &mut out,
+            "podnet_ipam_outside_node_cidr",
+            "Pods holding an address outside the node's current CIDRs (from before the Node's podCIDRs changed): peers no longer route to them; recreate them.",
+            outside_node_cidr as u128,
+        );
         gauge(
             &mut out,
             "podnet_peers",
@@ -222,7 +230,7 @@ mod tests {
         let m = Metrics::default();
         m.reconcile.observe(Duration::from_micros(1500));
         m.reconcile.observe(Duration::from_millis(30));
-        let text = m.render(&[]);
+        let text = m.render(&[], 0);
         assert!(text.contains("podnet_reconcile_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("podnet_reconcile_duration_seconds_bucket{le=\"0.002\"} 1"));
         assert!(text.contains("podnet_reconcile_duration_seconds_bucket{le=\"0.05\"} 2"));

@@ -27,6 +27,14 @@ pub fn gateway(cidr: &IpNetwork) -> IpAddr {
     }
 }
 
+/// 169.254.0.0/16 and fe80::/10: the kernel's own, never podnet's.
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 /// The node's underlay: the interface that holds `node_ip` (else the
 /// default route's), its index, MTU and connected subnets.
 pub fn find_underlay(
@@ -42,10 +50,7 @@ pub fn find_underlay(
     for index in candidates {
         let subnets: Vec<IpNetwork> = addr::list_addresses(nl, index)?
             .into_iter()
-            .filter(|a| match a.ip() {
-                IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
-                IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
-            })
+            .filter(|a| !a.ip().is_loopback() && !is_link_local(a.ip()))
             .collect();
         let ip = match node_ip {
             Some(ip) if subnets.iter().any(|s| s.ip() == ip) => ip,
@@ -82,13 +87,35 @@ pub fn ensure_bridge(
     cidrs: &[IpNetwork],
 ) -> Result<u32, NetlinkError> {
     let br = link::ensure_bridge(nl, bridge, names::bridge_mac(bridge), None)?;
+    let mut want = Vec::with_capacity(cidrs.len());
     for cidr in cidrs {
-        let gw = IpNetwork::new(gateway(cidr), cidr.prefix()).map_err(|e| {
+        want.push(IpNetwork::new(gateway(cidr), cidr.prefix()).map_err(|e| {
             NetlinkError::kernel("gateway address", std::io::Error::other(e.to_string()))
-        })?;
-        addr::ensure_address(nl, br.index, gw)?;
+        })?);
     }
+    ensure_only_addresses(nl, br.index, &want)?;
     Ok(br.index)
+}
+
+/// `want` on the device, and no other global address: the bridge and the
+/// VXLAN device are podnet's own, and an address of a former node CIDR left
+/// on them would claim addresses the controller may give another node.
+/// IPv6 link-local addresses are the kernel's and stay.
+fn ensure_only_addresses(
+    nl: &mut Netlink,
+    index: u32,
+    want: &[IpNetwork],
+) -> Result<(), NetlinkError> {
+    for a in want {
+        addr::ensure_address(nl, index, *a)?;
+    }
+    for have in addr::list_addresses(nl, index)? {
+        if !is_link_local(have.ip()) && !want.contains(&have) {
+            tracing::info!(index, address = %have, "removing an address of a former node CIDR");
+            addr::remove_address(nl, index, have)?;
+        }
+    }
+    Ok(())
 }
 
 /// Forwarding on, masquerade for traffic leaving the cluster ranges: both
@@ -139,12 +166,13 @@ pub fn ensure_vxlan(
             mac: names::vtep_mac(node),
         },
     )?;
+    let mut want = Vec::with_capacity(cidrs.len());
     for cidr in cidrs {
         let host = if cidr.is_ipv6() { 128 } else { 32 };
-        let a = IpNetwork::new(cidr.network(), host).map_err(|e| {
+        want.push(IpNetwork::new(cidr.network(), host).map_err(|e| {
             NetlinkError::kernel("vxlan address", std::io::Error::other(e.to_string()))
-        })?;
-        addr::ensure_address(nl, vx.index, a)?;
+        })?);
     }
+    ensure_only_addresses(nl, vx.index, &want)?;
     Ok(vx.index)
 }

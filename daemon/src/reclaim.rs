@@ -102,7 +102,6 @@ mod tests {
         .unwrap();
         Service {
             node: "n".into(),
-            node_cidrs: Vec::new(),
             pool,
             metrics: Arc::new(crate::metrics::Metrics::default()),
         }

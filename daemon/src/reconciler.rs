@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::nodenet::NodeNet;
@@ -33,12 +33,15 @@ fn apply(peers: &mut BTreeMap<String, NodeRecord>, ev: StoreEvent) {
     }
 }
 
+/// Reconciles routes from the store's watch until it ends; publishes this
+/// node's own record as the store has it on `me` (for `follow`).
 pub async fn run(
     backend: Arc<Backend>,
     node: Arc<NodeNet>,
     topo: Topology,
     metrics: Arc<Metrics>,
     resync: Duration,
+    me: watch::Sender<Option<NodeRecord>>,
 ) {
     let (tx, mut rx) = mpsc::channel(4096);
     let watcher = backend.clone();
@@ -67,6 +70,14 @@ pub async fn run(
         if !synced {
             continue;
         }
+        me.send_if_modified(|held| {
+            let seen = peers.get(&topo.me);
+            let changed = held.as_ref() != seen;
+            if changed {
+                *held = seen.cloned();
+            }
+            changed
+        });
         let list: Vec<NodeRecord> = peers.values().cloned().collect();
         Metrics::set(
             &metrics.peers,
@@ -75,14 +86,18 @@ pub async fn run(
         let (node, topo2) = (node.clone(), topo.clone());
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut nl = node.netlink()?;
-            let want = routes::desired(&topo2.me, &list, &topo2.underlay, topo2.vxlan);
-            routes::reconcile(&mut nl, &want, topo2.vxlan)
+            node.change(|| {
+                let mut nl = node.netlink()?;
+                let want = routes::desired(&topo2.me, &list, &topo2.underlay, topo2.vxlan);
+                routes::reconcile(&mut nl, &want, topo2.vxlan)
+            })
         })
         .await;
         metrics.reconcile.observe(started.elapsed());
         match outcome {
-            Ok(Ok(applied)) => {
+            // podnet is being removed from the node: no more routes.
+            Ok(None) => return,
+            Ok(Some(Ok(applied))) => {
                 Metrics::set(&metrics.routes, applied.routes);
                 let changes = applied.added + applied.replaced + applied.removed;
                 metrics.route_changes.fetch_add(
@@ -100,7 +115,7 @@ pub async fn run(
                     );
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 Metrics::inc(&metrics.reconcile_errors);
                 tracing::warn!(error = %e, "route reconcile failed; retrying at the next event or resync");
             }

@@ -99,7 +99,8 @@ pub async fn serve_metrics<S: PoolStore + 'static>(listener: TcpListener, svc: A
             let (status, body) = match path {
                 "/metrics" => {
                     let usage = svc.pool.usage().unwrap_or_default();
-                    ("200 OK", svc.metrics.render(&usage))
+                    let outside = svc.pool.outside_ranges().map_or(0, |a| a.len());
+                    ("200 OK", svc.metrics.render(&usage, outside))
                 }
                 "/healthz" | "/readyz" => ("200 OK", "ok\n".to_string()),
                 _ => ("404 Not Found", "not found\n".to_string()),

@@ -15,7 +15,8 @@ use crate::metrics::Metrics;
 
 pub struct Service<S: PoolStore = SledPoolStore> {
     pub node: String,
-    pub node_cidrs: Vec<IpNetwork>,
+    /// Hands out from the node's CIDRs: `pool.config().ranges` is where
+    /// the node's CIDRs are known (they change when the Node's do).
     pub pool: Pool<S>,
     pub metrics: Arc<Metrics>,
 }
@@ -35,6 +36,10 @@ fn error(e: &IpamError) -> Response {
 }
 
 impl<S: PoolStore> Service<S> {
+    pub fn node_cidrs(&self) -> Vec<IpNetwork> {
+        self.pool.config().ranges
+    }
+
     pub fn handle(&self, req: Request) -> Response {
         match req {
             Request::Add {
@@ -74,7 +79,7 @@ impl<S: PoolStore> Service<S> {
             Request::Status => Response::Status {
                 ready: true,
                 node: self.node.clone(),
-                node_cidrs: self.node_cidrs.clone(),
+                node_cidrs: self.node_cidrs(),
                 detail: "serving".into(),
             },
             Request::Gc { valid } => self.gc(&valid),
@@ -92,7 +97,7 @@ impl<S: PoolStore> Service<S> {
             Request::List => match (self.pool.list(), self.pool.usage()) {
                 (Ok(allocations), Ok(usage)) => Response::Listing {
                     node: self.node.clone(),
-                    node_cidrs: self.node_cidrs.clone(),
+                    node_cidrs: self.node_cidrs(),
                     allocations,
                     usage,
                 },

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnetwork::IpNetwork;
@@ -469,21 +469,18 @@ impl Range {
     }
 }
 
-/// The address allocator of one node.
+/// The ranges a pool hands out from, validated, replaced whole when the
+/// node's CIDRs change.
 #[derive(Debug)]
-pub struct Pool<S: PoolStore> {
+struct Layout {
     config: PoolConfig,
     ranges: Vec<Range>,
-    store: S,
-    /// Serialises the read-choose-commit of allocate and release: this process is the only
-    /// writer, so a mutex is cheaper than store-level retries.
-    lock: Mutex<()>,
 }
 
-impl<S: PoolStore> Pool<S> {
+impl Layout {
     /// Validates the ranges: at least one, at most one per family, each leaving a pod address after
     /// the unusable ones. Host bits of a range are cleared.
-    pub fn new(config: PoolConfig, store: S) -> Result<Self, IpamError> {
+    fn new(config: PoolConfig) -> Result<Self, IpamError> {
         if config.ranges.is_empty() {
             return Err(IpamError::NoRanges);
         }
@@ -501,16 +498,65 @@ impl<S: PoolStore> Pool<S> {
             }
             ranges.push(Range::new(*net, &config.reserved)?);
         }
+        Ok(Self { config, ranges })
+    }
+}
+
+/// The address allocator of one node.
+#[derive(Debug)]
+pub struct Pool<S: PoolStore> {
+    layout: RwLock<Arc<Layout>>,
+    store: S,
+    /// Serialises the read-choose-commit of allocate and release, and a change of ranges: this
+    /// process is the only writer, so a mutex is cheaper than store-level retries.
+    lock: Mutex<()>,
+}
+
+impl<S: PoolStore> Pool<S> {
+    /// See [`Layout::new`] for what is checked.
+    pub fn new(config: PoolConfig, store: S) -> Result<Self, IpamError> {
         Ok(Self {
-            config,
-            ranges,
+            layout: RwLock::new(Arc::new(Layout::new(config)?)),
             store,
             lock: Mutex::new(()),
         })
     }
 
-    pub fn config(&self) -> &PoolConfig {
-        &self.config
+    fn layout(&self) -> Arc<Layout> {
+        self.layout
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn config(&self) -> PoolConfig {
+        self.layout().config.clone()
+    }
+
+    /// Hands out from `ranges` from now on (the node's CIDRs changed). Existing allocations stay
+    /// where they are, in or out of the new ranges ([`Pool::outside_ranges`]): a running pod keeps
+    /// its address until it is deleted. Nothing changes if `ranges` is invalid.
+    pub fn set_ranges(&self, ranges: Vec<IpNetwork>) -> Result<(), IpamError> {
+        let _guard = lock(&self.lock);
+        let layout = Layout::new(PoolConfig {
+            ranges,
+            reserved: self.layout().config.reserved.clone(),
+        })?;
+        *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(layout);
+        Ok(())
+    }
+
+    /// Allocations holding an address outside the current ranges: pods from before the node's
+    /// CIDRs changed, which peers no longer route to and must be recreated.
+    pub fn outside_ranges(&self) -> Result<Vec<Allocation>, IpamError> {
+        let layout = self.layout();
+        let inside = |ip: &IpNetwork| layout.ranges.iter().any(|r| r.net.contains(ip.ip()));
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|a| !a.ips.iter().all(inside))
+            .collect())
     }
 
     /// The gateway of a node CIDR (the node's bridge address): its first host, network + 1.
@@ -527,9 +573,11 @@ impl<S: PoolStore> Pool<S> {
     /// cursor. Nothing is stored unless every range got an address. The store is flushed before
     /// returning, outside the lock, so concurrent requests do not queue on the lock while flushing.
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocation, IpamError> {
-        let wanted = self.check_requested(&req.requested)?;
         let alloc = {
             let _guard = lock(&self.lock);
+            // Read under the lock: a change of ranges never meets half an allocation.
+            let layout = self.layout();
+            let wanted = check_requested(&layout, &req.requested)?;
             match self.store.get(&req.key)? {
                 Some(existing) => {
                     let held = |ip: &IpAddr| existing.ips.iter().any(|n| n.ip() == *ip);
@@ -542,7 +590,7 @@ impl<S: PoolStore> Pool<S> {
                     }
                     existing
                 }
-                None => self.allocate_new(req, &wanted)?,
+                None => self.allocate_new(&layout, req, &wanted)?,
             }
         };
         // Also on the idempotent path: the first attempt may have committed and then failed (or
@@ -551,42 +599,16 @@ impl<S: PoolStore> Pool<S> {
         Ok(alloc)
     }
 
-    /// The static request for each range, in range order, checked against the configuration.
-    fn check_requested(&self, requested: &[IpAddr]) -> Result<Vec<Option<IpAddr>>, IpamError> {
-        let mut wanted = vec![None; self.ranges.len()];
-        for ip in requested {
-            let Some(i) = self.ranges.iter().position(|r| r.net.contains(*ip)) else {
-                return Err(IpamError::AddressOutsidePool {
-                    ip: *ip,
-                    ranges: self.config.ranges.clone(),
-                });
-            };
-            if let Some(first) = requested
-                .iter()
-                .find(|other| *other != ip && same_family(**other, *ip))
-            {
-                return Err(IpamError::RequestedFamilyTwice {
-                    first: *first,
-                    second: *ip,
-                });
-            }
-            if let Some(reason) = self.ranges[i].unassignable(*ip) {
-                return Err(IpamError::AddressReserved { ip: *ip, reason });
-            }
-            wanted[i] = Some(*ip);
-        }
-        Ok(wanted)
-    }
-
     fn allocate_new(
         &self,
+        layout: &Layout,
         req: &AllocateRequest,
         wanted: &[Option<IpAddr>],
     ) -> Result<Allocation, IpamError> {
-        let mut ips = Vec::with_capacity(self.ranges.len());
-        let mut gateways = Vec::with_capacity(self.ranges.len());
-        let mut cursors = Vec::with_capacity(self.ranges.len());
-        for (range, wanted) in self.ranges.iter().zip(wanted) {
+        let mut ips = Vec::with_capacity(layout.ranges.len());
+        let mut gateways = Vec::with_capacity(layout.ranges.len());
+        let mut cursors = Vec::with_capacity(layout.ranges.len());
+        for (range, wanted) in layout.ranges.iter().zip(wanted) {
             let ip = match wanted {
                 Some(ip) => {
                     if let Some(owner) = self.store.owner_of(*ip)? {
@@ -678,6 +700,7 @@ impl<S: PoolStore> Pool<S> {
     pub fn usage(&self) -> Result<Vec<RangeUsage>, IpamError> {
         let allocs = self.store.list()?;
         Ok(self
+            .layout()
             .ranges
             .iter()
             .map(|range| RangeUsage {
@@ -697,10 +720,39 @@ impl<S: PoolStore> Pool<S> {
     }
 }
 
+/// The static request for each range, in range order, checked against the configuration.
+fn check_requested(
+    layout: &Layout,
+    requested: &[IpAddr],
+) -> Result<Vec<Option<IpAddr>>, IpamError> {
+    let mut wanted = vec![None; layout.ranges.len()];
+    for ip in requested {
+        let Some(i) = layout.ranges.iter().position(|r| r.net.contains(*ip)) else {
+            return Err(IpamError::AddressOutsidePool {
+                ip: *ip,
+                ranges: layout.config.ranges.clone(),
+            });
+        };
+        if let Some(first) = requested
+            .iter()
+            .find(|other| *other != ip && same_family(**other, *ip))
+        {
+            return Err(IpamError::RequestedFamilyTwice {
+                first: *first,
+                second: *ip,
+            });
+        }
+        if let Some(reason) = layout.ranges[i].unassignable(*ip) {
+            return Err(IpamError::AddressReserved { ip: *ip, reason });
+        }
+        wanted[i] = Some(*ip);
+    }
+    Ok(wanted)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
-    use std::sync::Arc;
     use std::time::Instant;
 
     use super::*;
@@ -1200,6 +1252,30 @@ mod tests {
     /// Not a pass/fail test: prints what flushing costs per allocation on this machine's disk.
     /// `PODNET_BENCH_DIR=/var/lib/x cargo test -p podnet-ipam --release -- --ignored --nocapture
     /// flush_cost` (the default, the system temp dir, may be a tmpfs where fsync is free).
+    #[test]
+    fn a_change_of_ranges_moves_new_allocations_and_keeps_running_pods() {
+        let pool = pool(MemoryPoolStore::default(), &["10.244.2.0/24"], &[]);
+        let old = pool.allocate(&req("old")).unwrap();
+        assert_eq!(v4(&old), ip("10.244.2.2"));
+        assert!(pool.outside_ranges().unwrap().is_empty());
+
+        pool.set_ranges(vec![net("10.244.3.0/24")]).unwrap();
+        let new = pool.allocate(&req("new")).unwrap();
+        assert_eq!(v4(&new), ip("10.244.3.2"));
+        assert_eq!(new.gateways, vec![ip("10.244.3.1")]);
+        // The old pod keeps its address (a repeated ADD too) and is reported.
+        assert_eq!(pool.allocate(&req("old")).unwrap(), old);
+        assert_eq!(pool.outside_ranges().unwrap(), vec![old.clone()]);
+        assert_eq!(pool.usage().unwrap()[0].range, net("10.244.3.0/24"));
+        // An invalid change leaves the ranges as they were.
+        assert!(pool
+            .set_ranges(vec![net("10.0.0.0/24"), net("10.1.0.0/24")])
+            .is_err());
+        assert_eq!(pool.config().ranges, vec![net("10.244.3.0/24")]);
+        assert!(pool.release(&key("old")).unwrap().is_some());
+        assert!(pool.outside_ranges().unwrap().is_empty());
+    }
+
     #[test]
     #[ignore]
     fn flush_cost() {

@@ -24,6 +24,10 @@ pub struct DaemonOpts {
     /// `--netns` (it then reaches etcd on the machine's loopback).
     pub manage_netns: Option<PathBuf>,
     pub etcd_endpoint: Option<String>,
+    /// `--store kubernetes` with this kubeconfig (a fake API server's).
+    pub kubeconfig: Option<PathBuf>,
+    /// `--daemonset NAMESPACE/NAME` (with `kubeconfig`).
+    pub daemonset: Option<String>,
     pub node_ip: Option<String>,
     pub lease_ttl_secs: i64,
     pub resync_interval_secs: u64,
@@ -50,6 +54,8 @@ impl Default for DaemonOpts {
             metrics_addr: None,
             manage_netns: None,
             etcd_endpoint: None,
+            kubeconfig: None,
+            daemonset: None,
             node_ip: None,
             lease_ttl_secs: 15,
             resync_interval_secs: 30,
@@ -154,6 +160,15 @@ impl TestDaemon {
                 .arg("etcd")
                 .arg("--etcd-endpoints")
                 .arg(ep);
+        }
+        if let Some(kubeconfig) = &self.opts.kubeconfig {
+            cmd.arg("--store")
+                .arg("kubernetes")
+                .arg("--kubeconfig")
+                .arg(kubeconfig);
+        }
+        if let Some(ds) = &self.opts.daemonset {
+            cmd.arg("--daemonset").arg(ds);
         }
         if let Some(ip) = &self.opts.node_ip {
             cmd.arg("--node-ip").arg(ip);

@@ -55,6 +55,29 @@ fn rbac_grants_exactly_what_the_code_calls() {
         }
     }
     assert_eq!(granted, needed, "ClusterRole vs podnetd::store::kube::RBAC");
+    // Reading DaemonSets is limited to podnet's own, the one podnetd names.
+    let ds = of_kind(&docs, "DaemonSet");
+    let own = format!(
+        "{}/{}",
+        ds["metadata"]["namespace"].as_str().unwrap(),
+        ds["metadata"]["name"].as_str().unwrap()
+    );
+    let env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap();
+    let named = env
+        .iter()
+        .find(|e| e["name"] == "PODNET_DAEMONSET")
+        .unwrap();
+    assert_eq!(named["value"].as_str(), Some(own.as_str()));
+    for rule in role["rules"].as_sequence().unwrap() {
+        if strings(&rule["resources"]) == ["daemonsets"] {
+            assert_eq!(
+                strings(&rule["resourceNames"]),
+                [ds["metadata"]["name"].as_str().unwrap()]
+            );
+        }
+    }
     // The binding gives that role to the DaemonSet's service account.
     let binding = of_kind(&docs, "ClusterRoleBinding");
     let ds = of_kind(&docs, "DaemonSet");
@@ -96,6 +119,32 @@ fn daemonset_settings_are_flags_podnetd_knows() {
         node_name["valueFrom"]["fieldRef"]["fieldPath"],
         "spec.nodeName"
     );
+    // containerd's directory is mounted, not its socket file: a restarted
+    // containerd's new socket shows up inside.
+    let cri = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PODNET_CRI_SOCKET")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| cri.starts_with(m["mountPath"].as_str().unwrap()) && m["name"] == "containerd")
+        .expect("a mount holding the CRI socket");
+    assert_eq!(mount["mountPath"], "/run/containerd");
+    assert_eq!(mount["mountPropagation"], "HostToContainer");
+    let volume = spec["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "containerd")
+        .unwrap();
+    assert_eq!(volume["hostPath"]["type"], "Directory");
     // The init step installs the plugins with a subcommand podnetd has.
     let init = &spec["initContainers"][0]["command"];
     assert_eq!(init[1], "install");

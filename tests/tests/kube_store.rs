@@ -131,8 +131,14 @@ fn records_come_from_pod_cidrs_internal_ips_and_our_annotations() {
 }
 
 #[test]
-fn rbac_lists_only_node_reads_and_patches() {
-    assert_eq!(RBAC, &[("", "nodes", &["list", "watch", "patch"][..])]);
+fn rbac_lists_node_reads_and_patches_and_reads_of_the_daemonset() {
+    assert_eq!(
+        RBAC,
+        &[
+            ("", "nodes", &["list", "watch", "patch"][..]),
+            ("apps", "daemonsets", &["get"][..]),
+        ]
+    );
 }
 
 // ---- planning ------------------------------------------------------------

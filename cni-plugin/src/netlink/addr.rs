@@ -44,6 +44,29 @@ pub fn ensure_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(
     }
 }
 
+/// Equivalent to `ip addr del ADDR/PREFIX dev INDEX`; an address that is not
+/// there is success.
+pub fn remove_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(), NetlinkError> {
+    let msg = match addr.ip() {
+        IpAddr::V4(ip) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+            .index(index)
+            .address(ip, addr.prefix())
+            .build(),
+        IpAddr::V6(ip) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+            .index(index)
+            .address(ip, addr.prefix())
+            .build(),
+    };
+    match nl.execute(
+        &format!("ip addr del {addr} dev {index}"),
+        RouteNetlinkMessage::DelAddress(msg),
+        0,
+    ) {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
 /// Equivalent to `ip addr show dev INDEX` (global and link scope alike).
 pub fn list_addresses(nl: &mut Netlink, index: u32) -> Result<Vec<IpNetwork>, NetlinkError> {
     let mut msg = AddressMessage::default();

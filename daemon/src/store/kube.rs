@@ -42,8 +42,10 @@
 //! kube-runtime's watcher: a list, then a watch from the list's
 //! resourceVersion, re-watching from the last one seen on errors and
 //! relisting on a desync (410 Gone); each (re)list becomes a `Resync`.
-//! Errors are logged and retried with backoff (0.8 s growing to 30 s,
-//! jittered); nothing is reported while the API is unreachable.
+//! Errors are logged and retried with a short backoff ([`WATCH_RETRY_MIN`]
+//! growing to [`WATCH_RETRY_MAX`], jittered), and a 410 relists at once,
+//! so routes catch up within about a second of the API's return; nothing
+//! is reported while the API is unreachable.
 
 mod node;
 
@@ -59,11 +61,12 @@ use ipnetwork::IpNetwork;
 /// The client crates, re-exported: tests build Nodes and watcher events
 /// with exactly the types this backend reads.
 pub use k8s_openapi;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Node;
 pub use kube;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use podnet_ipam::cidr::ClusterConfig;
 use tokio::sync::mpsc;
 
@@ -78,7 +81,12 @@ use super::{NodeRecord, StoreError, StoreEvent};
 /// Every API call this backend makes, as RBAC rules (apiGroup, resource,
 /// verbs): it lists and watches Nodes and patches its own. A test compares
 /// this with the ClusterRole in `deploy/`.
-pub const RBAC: &[(&str, &str, &[&str])] = &[("", "nodes", &["list", "watch", "patch"])];
+pub const RBAC: &[(&str, &str, &[&str])] = &[
+    ("", "nodes", &["list", "watch", "patch"]),
+    // Only podnet's own DaemonSet (resourceNames in the manifest): at
+    // SIGTERM, is it going away (uninstall) or staying (restart, upgrade)?
+    ("apps", "daemonsets", &["get"]),
+];
 
 /// The field manager named in podnetd's patches (`managedFields`).
 pub const FIELD_MANAGER: &str = "podnetd";
@@ -100,6 +108,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Nodes per list page, as client-go's pager.
 const PAGE_SIZE: u32 = 500;
+
+/// Retries of an interrupted Node watch: from 100 ms, doubling, to at most
+/// 800 ms (each jittered down to half). client-go's reflector backs off to
+/// 30 s, which once left peers' routes ~27 s stale after an API outage;
+/// routes are podnet's job, so a node tries again at least every 0.8 s
+/// while the API is down (one refused connection each: cheap for the API
+/// server) and has its routes right within about a second of its return.
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(100);
+const WATCH_RETRY_MAX: Duration = Duration::from_millis(800);
 
 /// How the backend reaches the API and what it allocates from.
 #[derive(Clone, Debug)]
@@ -347,6 +364,19 @@ impl KubeBackend {
         }
     }
 
+    /// Whether podnet is being removed from the cluster, asked of its
+    /// DaemonSet `namespace/name` (see [`Removal`]).
+    pub async fn removal(&self, daemonset: &str) -> Removal {
+        let Some((namespace, name)) = daemonset.split_once('/') else {
+            return Removal::Unknown(format!("{daemonset:?} is not NAMESPACE/NAME"));
+        };
+        let api: Api<DaemonSet> = Api::namespaced(self.nodes.clone().into_client(), namespace);
+        let answer = call("reading podnet's DaemonSet", api.get_opt(name))
+            .await
+            .map(|ds| ds.map(|ds| ds.metadata.deletion_timestamp.is_some()));
+        Removal::from_answer(answer.as_ref().copied())
+    }
+
     /// Every Node with CIDRs, this node's included.
     pub async fn list(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let (nodes, _) = self.list_nodes().await?;
@@ -359,8 +389,9 @@ impl KubeBackend {
     pub async fn watch(&self, tx: mpsc::Sender<StoreEvent>) {
         loop {
             let mut state = WatchState::default();
-            let stream = watcher(self.nodes.clone(), watcher::Config::default()).default_backoff();
+            let stream = watcher(self.nodes.clone(), watcher::Config::default());
             let mut stream = std::pin::pin!(stream);
+            let mut retry = Backoff::new(WATCH_RETRY_MIN, WATCH_RETRY_MAX);
             loop {
                 let item = tokio::select! {
                     () = tx.closed() => return,
@@ -368,14 +399,26 @@ impl KubeBackend {
                 };
                 match item {
                     Some(Ok(event)) => {
+                        retry.reset();
                         if let Some(event) = state.apply(event) {
                             if tx.send(event).await.is_err() {
                                 return;
                             }
                         }
                     }
+                    // The API is back but our resourceVersion is older than
+                    // its watch cache (normal after an outage): the watcher
+                    // relists at the next poll, which must not wait.
+                    Some(Err(watcher::Error::WatchError(resp))) if resp.code == 410 => {
+                        tracing::info!("Node watch expired (410 Gone); listing again");
+                    }
                     Some(Err(err)) => {
-                        tracing::warn!(error = %err, "Node watch interrupted; retrying with backoff");
+                        let delay = jittered(retry.next_delay());
+                        tracing::warn!(error = %err, retry_in = ?delay, "Node watch interrupted");
+                        tokio::select! {
+                            () = tx.closed() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
                     }
                     // The watcher never ends by itself; start over if it does.
                     None => break,
@@ -413,6 +456,36 @@ impl KubeBackend {
             self.nodes.patch(name, &params, &Patch::Merge(patch)),
         )
         .await
+    }
+}
+
+/// What podnetd's DaemonSet says at SIGTERM.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// podnet is being uninstalled: the DaemonSet is gone or being deleted,
+    /// or the API refuses podnetd's own credentials (its ServiceAccount or
+    /// RBAC, deleted by the same `kubectl delete -f`).
+    Requested(String),
+    /// The DaemonSet stays: a restart or a rolling update.
+    NotRequested,
+    /// The API could not be asked: keep everything (the safe guess).
+    Unknown(String),
+}
+
+impl Removal {
+    /// The decision from the answer to `GET` of the DaemonSet.
+    pub fn from_answer(answer: Result<Option<bool>, &KubeError>) -> Self {
+        match answer {
+            Ok(None) => Self::Requested("the DaemonSet is gone".into()),
+            Ok(Some(true)) => Self::Requested("the DaemonSet is being deleted".into()),
+            Ok(Some(false)) => Self::NotRequested,
+            Err(e) => match e.api_code() {
+                Some(code @ (401 | 403)) => Self::Requested(format!(
+                    "the API refuses podnetd's credentials ({code}): its ServiceAccount or RBAC was removed"
+                )),
+                _ => Self::Unknown(e.to_string()),
+            },
+        }
     }
 }
 
@@ -457,6 +530,7 @@ fn jitter(attempt: u32, node: &str) -> Duration {
 
 /// Exponential backoff between retries of an unavailable API.
 struct Backoff {
+    min: Duration,
     max: Duration,
     next: Duration,
 }
@@ -464,6 +538,7 @@ struct Backoff {
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
         Self {
+            min,
             max: max.max(min),
             next: min,
         }
@@ -474,6 +549,19 @@ impl Backoff {
         self.next = (self.next * 2).min(self.max);
         delay
     }
+
+    /// After a success: the next failure starts from the shortest delay.
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// `delay` scaled to a random point between its half and itself, so nodes
+/// that lost the API together do not come back in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    let random = RandomState::new().hash_one(Instant::now());
+    let half = u64::try_from(delay.as_nanos() / 2).unwrap_or(u64::MAX);
+    delay / 2 + Duration::from_nanos(random % half.saturating_add(1))
 }
 
 #[cfg(test)]
@@ -500,6 +588,54 @@ mod tests {
         assert!(api_error(429).is_transient());
         assert!(!api_error(403).is_transient());
         assert!(!KubeError::NodeNotFound("n".into()).is_transient());
+    }
+
+    #[test]
+    fn watch_retries_stay_short_and_start_over_after_a_success() {
+        let mut b = Backoff::new(WATCH_RETRY_MIN, WATCH_RETRY_MAX);
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert_eq!(delays[0], Duration::from_millis(100));
+        assert_eq!(delays[3], Duration::from_millis(800));
+        assert_eq!(delays[7], WATCH_RETRY_MAX);
+        b.reset();
+        assert_eq!(b.next_delay(), WATCH_RETRY_MIN);
+        for d in delays {
+            let j = jittered(d);
+            assert!(j >= d / 2 && j <= d, "{j:?} outside [{:?}, {d:?}]", d / 2);
+        }
+    }
+
+    #[test]
+    fn uninstall_only_when_the_daemonset_goes_or_our_credentials_do() {
+        assert!(matches!(
+            Removal::from_answer(Ok(None)),
+            Removal::Requested(_)
+        ));
+        assert!(matches!(
+            Removal::from_answer(Ok(Some(true))),
+            Removal::Requested(_)
+        ));
+        assert_eq!(Removal::from_answer(Ok(Some(false))), Removal::NotRequested);
+        for code in [401, 403] {
+            assert!(matches!(
+                Removal::from_answer(Err(&api_error(code))),
+                Removal::Requested(_)
+            ));
+        }
+        for code in [500, 503, 429] {
+            assert!(matches!(
+                Removal::from_answer(Err(&api_error(code))),
+                Removal::Unknown(_)
+            ));
+        }
+        let timeout = KubeError::Timeout {
+            what: "t",
+            after: Duration::from_secs(1),
+        };
+        assert!(matches!(
+            Removal::from_answer(Err(&timeout)),
+            Removal::Unknown(_)
+        ));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct State {
     generation: u64,
     /// Run once, just before the next PATCH of the named Node is handled.
     before_patch: HashMap<String, Hook>,
+    /// DaemonSets by "namespace/name" (podnetd reads its own at SIGTERM).
+    pub daemonsets: BTreeMap<String, Value>,
     /// Answer every request with 503 while set.
     pub unavailable: bool,
     /// "METHOD path?query", in order.
@@ -249,7 +251,15 @@ fn handle(state: &mut State, req: &Request) -> (u16, Value) {
             state.patches.push((name.to_string(), patch, answer.0));
             answer
         }
-        _ => status(404, "NotFound", "the fake serves only nodes"),
+        ("GET", None) if req.path.starts_with("/apis/apps/v1/namespaces/") => {
+            let rest = &req.path["/apis/apps/v1/namespaces/".len()..];
+            let key = rest.replacen("/daemonsets/", "/", 1);
+            match state.daemonsets.get(&key) {
+                Some(ds) => (200, ds.clone()),
+                None => status(404, "NotFound", &format!("daemonsets {key:?} not found")),
+            }
+        }
+        _ => status(404, "NotFound", "the fake serves only nodes and daemonsets"),
     }
 }
 
