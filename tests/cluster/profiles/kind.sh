@@ -4,6 +4,7 @@
 KIND_CLUSTER=${KIND_CLUSTER:-podnet}
 KUBECTL="kubectl --context kind-$KIND_CLUSTER"
 
+prepare() { :; }
 load_image() { kind load image-archive "$1" --name "$KIND_CLUSTER"; }
 node_sh() { local n=$1; shift; docker exec "$n" "$@"; }
 node_ctr() { local n=$1; shift; docker exec "$n" ctr -n k8s.io "$@"; }

@@ -8,6 +8,14 @@ PROBE_IMAGE=localhost/probe:1
 PROBE_PULL=Never
 
 _index() { echo "${1#node}"; }
+# Before install: cri-sock.sh leaves each node's /run/containerd a private
+# tmpfs; a real node's mounts are shared (systemd), which the DaemonSet's
+# HostToContainer mount of /run/containerd needs (the kubelet refuses a
+# private one). Made shared here, as on a real node.
+prepare() {
+  local i
+  for i in $(seq "$(node_count)"); do in_node "$i" mount --make-rshared /run/containerd; done
+}
 load_image() { "$KN_HOME/load-image.sh" "$1"; }
 node_sh() { local i; i=$(_index "$1"); shift; in_node "$i" "$@"; }
 node_ctr() { local i; i=$(_index "$1"); shift; nctr "$i" "$@"; }
