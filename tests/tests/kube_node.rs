@@ -59,11 +59,7 @@ struct KubeNode {
 }
 
 impl KubeNode {
-    fn start(api: &Api, name: &str, ip: &str) -> Self {
-        Self::start_with(api, name, ip, None)
-    }
-
-    fn start_with(api: &Api, name: &str, ip: &str, daemonset: Option<&str>) -> Self {
+    fn start(api: &Api, name: &str, ip: &str, daemonset: Option<&str>) -> Self {
         let ns = TestNetns::new("node");
         ns.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul1"]);
         ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"]);
@@ -147,23 +143,36 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Durat
     started.elapsed()
 }
 
-#[test]
-fn a_node_registered_again_with_a_new_pod_cidr_is_followed() {
+/// The fake API with two Nodes, node-a (this node, 10.244.2.0/24) and
+/// node-b (a peer on the same segment, 10.244.1.0/24), `setup` applied to
+/// its state, and podnetd on node-a, its route to node-b in place.
+fn node_a_beside_node_b(
+    daemonset: Option<&str>,
+    setup: impl FnOnce(&mut fake_api::State),
+) -> (Api, KubeNode) {
     let me = format!("{UNDERLAY}.10");
     let api = Api::start(vec![
         node_json("node-a", "10.244.2.0/24", &me),
         node_json("node-b", "10.244.1.0/24", &format!("{UNDERLAY}.11")),
     ]);
-    let node = KubeNode::start(&api, "node-a", &me);
+    api.api.update(setup);
+    let node = KubeNode::start(&api, "node-a", &me, daemonset);
+    wait_for("the route to node-b", Duration::from_secs(10), || {
+        node.routes().contains("10.244.1.0/24 via 192.168.77.11")
+    });
+    (api, node)
+}
+
+#[test]
+fn a_node_registered_again_with_a_new_pod_cidr_is_followed() {
+    let me = format!("{UNDERLAY}.10");
+    let (api, node) = node_a_beside_node_b(None, |_| {});
     assert_eq!(
         node.daemon.allocations_cidrs(),
         vec!["10.244.2.0/24".parse().unwrap()]
     );
     let old_pod = TestNetns::new("p");
     assert!(node.add_pod(&old_pod, "old").starts_with("10.244.2."));
-    wait_for("the route to node-b", Duration::from_secs(10), || {
-        node.routes().contains("10.244.1.0/24 via 192.168.77.11")
-    });
 
     // The Node object is deleted and registered again (no annotations); the
     // controller-manager gives it another podCIDR.
@@ -224,15 +233,7 @@ fn a_node_registered_again_with_a_new_pod_cidr_is_followed() {
 
 #[test]
 fn peers_routes_are_right_within_a_second_of_an_api_outage_ending() {
-    let me = format!("{UNDERLAY}.10");
-    let api = Api::start(vec![
-        node_json("node-a", "10.244.2.0/24", &me),
-        node_json("node-b", "10.244.1.0/24", &format!("{UNDERLAY}.11")),
-    ]);
-    let node = KubeNode::start(&api, "node-a", &me);
-    wait_for("the route to node-b", Duration::from_secs(10), || {
-        node.routes().contains("10.244.1.0/24")
-    });
+    let (api, node) = node_a_beside_node_b(None, |_| {});
 
     // The API goes away for long enough that a growing backoff would be at
     // its ceiling; meanwhile a node joins, one leaves, and the history the
@@ -303,21 +304,12 @@ fn footprint(node: &KubeNode) -> Vec<&'static str> {
 
 #[test]
 fn deleting_the_daemonset_cleans_the_node_and_a_restart_keeps_everything() {
-    let me = format!("{UNDERLAY}.10");
-    let api = Api::start(vec![
-        node_json("node-a", "10.244.2.0/24", &me),
-        node_json("node-b", "10.244.1.0/24", &format!("{UNDERLAY}.11")),
-    ]);
-    api.api.update(|s| {
+    let (api, mut node) = node_a_beside_node_b(Some("kube-system/podnet"), |s| {
         s.daemonsets.insert(
             "kube-system/podnet".into(),
             json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
                    "metadata": {"name": "podnet", "namespace": "kube-system"}}),
-        )
-    });
-    let mut node = KubeNode::start_with(&api, "node-a", &me, Some("kube-system/podnet"));
-    wait_for("the route to node-b", Duration::from_secs(10), || {
-        node.routes().contains("10.244.1.0/24")
+        );
     });
     let pod = TestNetns::new("p");
     node.add_pod(&pod, "survivor");

@@ -10,13 +10,9 @@ use rtnetlink::AddressMessageBuilder;
 
 use super::{Netlink, NetlinkError};
 
-/// IPv6 addresses are added with IFA_F_NODAD: duplicate address detection
-/// would hold the address tentative for 1-2 s, and IPAM already guarantees
-/// uniqueness on the segment.
-///
-/// Equivalent to `ip addr add ADDR/PREFIX dev INDEX [nodad]`.
-pub fn add_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(), NetlinkError> {
-    let mut msg = match addr.ip() {
+/// `addr` on the interface `index`, as an address message.
+fn message(index: u32, addr: IpNetwork) -> AddressMessage {
+    match addr.ip() {
         IpAddr::V4(ip) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
             .index(index)
             .address(ip, addr.prefix())
@@ -25,7 +21,16 @@ pub fn add_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(), 
             .index(index)
             .address(ip, addr.prefix())
             .build(),
-    };
+    }
+}
+
+/// IPv6 addresses are added with IFA_F_NODAD: duplicate address detection
+/// would hold the address tentative for 1-2 s, and IPAM already guarantees
+/// uniqueness on the segment.
+///
+/// Equivalent to `ip addr add ADDR/PREFIX dev INDEX [nodad]`.
+pub fn add_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(), NetlinkError> {
+    let mut msg = message(index, addr);
     if addr.is_ipv6() {
         msg.header.flags |= AddressHeaderFlags::Nodad;
     }
@@ -47,19 +52,9 @@ pub fn ensure_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(
 /// Equivalent to `ip addr del ADDR/PREFIX dev INDEX`; an address that is not
 /// there is success.
 pub fn remove_address(nl: &mut Netlink, index: u32, addr: IpNetwork) -> Result<(), NetlinkError> {
-    let msg = match addr.ip() {
-        IpAddr::V4(ip) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
-            .index(index)
-            .address(ip, addr.prefix())
-            .build(),
-        IpAddr::V6(ip) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
-            .index(index)
-            .address(ip, addr.prefix())
-            .build(),
-    };
     match nl.execute(
         &format!("ip addr del {addr} dev {index}"),
-        RouteNetlinkMessage::DelAddress(msg),
+        RouteNetlinkMessage::DelAddress(message(index, addr)),
         0,
     ) {
         Err(e) if e.is_not_found() => Ok(()),
