@@ -140,8 +140,12 @@ impl PluginError {
             Self::Env(_) => ErrorCode::INVALID_ENV,
             Self::Stdin(_) => ErrorCode::IO,
             Self::Config(e) => e.code(),
-            Self::IpamResult { source, .. } => source.code(),
-            Self::IpamNoAddress(_) | Self::IpamGateway { .. } => ErrorCode::IPAM,
+            // An answer the IPAM plugin got wrong is the IPAM plugin's
+            // failure, whatever is wrong in it (not a decode error of our
+            // own input, code 6).
+            Self::IpamResult { .. } | Self::IpamNoAddress(_) | Self::IpamGateway { .. } => {
+                ErrorCode::IPAM
+            }
             Self::BadMac(_) => ErrorCode::INVALID_CONFIG,
             Self::Ipam(e) => e.code(),
             Self::IpamConfig {

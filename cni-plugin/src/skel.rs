@@ -122,9 +122,7 @@ impl Args {
 }
 
 fn valid_container_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    podnet_ipam::pool::is_cni_identifier(id)
 }
 
 /// What a verb prints on success.

@@ -119,6 +119,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     config.validate()?;
+    let _lock = server::lock_run_dir(&config.run_dir)?;
     let node = config.node_name()?;
     let cluster = config.cluster()?;
     let nodenet = Arc::new(NodeNet::open(config.netns.as_deref())?);
@@ -259,7 +260,9 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
 
     let listener = server::bind_ipam_socket(&config.socket())?;
     tracing::info!(socket = %config.socket().display(), "serving IPAM");
-    tokio::spawn(server::serve_ipam(listener, svc.clone()));
+    let budget = server::connection_budget();
+    tracing::debug!(connections = budget, "IPAM connections served at once");
+    tokio::spawn(server::serve_ipam(listener, svc.clone(), budget));
     if let Some(addr) = config.metrics_addr {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await

@@ -21,6 +21,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another podnetd holds {} (pid {holder}): one daemon per run directory", lock.display())]
+    AlreadyRunning { lock: PathBuf, holder: String },
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]

@@ -10,11 +10,73 @@ use podnet_ipam::proto::{ErrorKind, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::error::DaemonError;
 use crate::service::Service;
 
 /// A request line longer than this is not one of ours.
 const MAX_REQUEST: u64 = 1 << 20;
+
+/// How long a client may take to send its request line. The plugin writes
+/// it at once (a few hundred bytes), so a second is ample; a stuck or
+/// hostile client is cut off instead of holding a connection for ever.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// File descriptors kept for everything but IPAM connections (sled, netlink,
+/// the API client, metrics).
+const FDS_KEPT: u64 = 128;
+
+/// Raises the open-files limit to its hard limit (systemd's default soft
+/// limit is 1024) and returns how many IPAM connections to serve at once:
+/// what the limit leaves, at most 4096. Beyond that, connections wait in
+/// the kernel's queue until the read deadline frees a place.
+pub fn connection_budget() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((_, hard)) if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() => hard,
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    };
+    usize::try_from(soft.saturating_sub(FDS_KEPT).clamp(16, 4096)).unwrap_or(4096)
+}
+
+/// Holds `run_dir/podnetd.lock` for the life of the process: a second
+/// podnetd given the same run directory (even with another state
+/// directory) stops here instead of taking over the IPAM socket, which
+/// would hand out addresses from a second database. The kernel drops the
+/// lock when the process ends, however it ends.
+pub fn lock_run_dir(run_dir: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(run_dir).map_err(DaemonError::io("creating", run_dir))?;
+    let path = run_dir.join("podnetd.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(DaemonError::io("opening", &path))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            // The holder's pid, for the message a second daemon prints.
+            let _ = held.set_len(0);
+            let _ = held.rewind();
+            let _ = write!(held, "{}", std::process::id());
+            Ok(held)
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(DaemonError::AlreadyRunning {
+                lock: path,
+                holder: holder.trim().to_string(),
+            })
+        }
+        Err((_, e)) => Err(DaemonError::io("locking", &path)(e.into())),
+    }
+}
 
 /// Binds the IPAM socket: the directory 0700 and the socket 0600, so only
 /// root (the runtime's plugins) can ask for addresses.
@@ -37,8 +99,19 @@ pub fn bind_ipam_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-pub async fn serve_ipam<S: PoolStore + 'static>(listener: UnixListener, svc: Arc<Service<S>>) {
+/// Serves IPAM requests, at most `budget` connections at once (see
+/// [`connection_budget`]), each cut off after [`READ_DEADLINE`] without a
+/// whole request.
+pub async fn serve_ipam<S: PoolStore + 'static>(
+    listener: UnixListener,
+    svc: Arc<Service<S>>,
+    budget: usize,
+) {
+    let places = Arc::new(tokio::sync::Semaphore::new(budget));
     loop {
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
                 let svc = svc.clone();
@@ -46,6 +119,7 @@ pub async fn serve_ipam<S: PoolStore + 'static>(listener: UnixListener, svc: Arc
                     if let Err(e) = handle(stream, svc).await {
                         tracing::debug!(error = %e, "IPAM connection ended early");
                     }
+                    drop(place);
                 });
             }
             Err(e) => {
@@ -62,9 +136,10 @@ async fn handle<S: PoolStore + 'static>(
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST))
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    tokio::time::timeout(READ_DEADLINE, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request in time"))??;
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(req) => tokio::task::spawn_blocking(move || svc.handle(req))
             .await

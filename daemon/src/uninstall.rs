@@ -31,6 +31,7 @@ pub fn clean_node(net: &NodeNet, config: &DaemonConfig) -> Result<(), Vec<Daemon
     let mut files: Vec<PathBuf> = vec![config.cni_conf_dir.join(cniconf::CONFLIST_NAME)];
     files.extend(PLUGINS.iter().map(|p| config.cni_bin_dir.join(p)));
     files.push(config.socket());
+    files.push(config.run_dir.join("podnetd.lock"));
     for f in &files {
         remove_file(f, &mut errors);
     }

@@ -25,6 +25,44 @@ pub struct AttachmentKey {
     pub ifname: String,
 }
 
+/// The longest container id podnetd takes. CNI sets no limit; this one
+/// only bounds what a request can make the daemon hold.
+pub const MAX_CONTAINER_ID: usize = 4096;
+
+/// CNI's identifier pattern, `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`: container
+/// ids (CNI_CONTAINERID) and network names.
+pub fn is_cni_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl AttachmentKey {
+    /// The key as a plugin can send it: the container id by CNI's pattern
+    /// (and at most [`MAX_CONTAINER_ID`] bytes), the ifname a name the
+    /// kernel takes (1-15 bytes, not `.` or `..`, no '/', ':', NUL or
+    /// space, 0xA0 included). The daemon checks every key it is sent.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.container_id.len() > MAX_CONTAINER_ID || !is_cni_identifier(&self.container_id) {
+            return Err(format!(
+                "container id {:?} is not ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$ of at most {MAX_CONTAINER_ID} bytes",
+                self.container_id.chars().take(64).collect::<String>()
+            ));
+        }
+        let name = &self.ifname;
+        let bad_byte = name
+            .bytes()
+            .any(|b| matches!(b, b'/' | b':' | 0 | b' ' | b'\t'..=b'\r' | 0xA0));
+        if name.is_empty() || name.len() > 15 || name == "." || name == ".." || bad_byte {
+            return Err(format!(
+                "ifname {:?} is not an interface name",
+                name.chars().take(32).collect::<String>()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for AttachmentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.container_id, self.ifname)
@@ -1274,6 +1312,29 @@ mod tests {
         assert_eq!(pool.config().ranges, vec![net("10.244.3.0/24")]);
         assert!(pool.release(&key("old")).unwrap().is_some());
         assert!(pool.outside_ranges().unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_are_checked_as_cni_and_the_kernel_would() {
+        let k = |c: &str, i: &str| AttachmentKey {
+            container_id: c.into(),
+            ifname: i.into(),
+        };
+        assert!(k("c1", "eth0").validate().is_ok());
+        assert!(k(&"a".repeat(300), "net1").validate().is_ok());
+        for bad in [
+            k("../../x", "eth0"),
+            k("", "eth0"),
+            k("a\0b", "eth0"),
+            k(&"a".repeat(100_000), "eth0"),
+            k("c1", ""),
+            k("c1", ".."),
+            k("c1", "a/b"),
+            k("c1", "e\u{e0}"),
+            k("c1", "toolongname12345"),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -26,11 +26,21 @@ impl Spool {
         &self.dir
     }
 
-    /// File names come from the key; container ids and ifnames never
-    /// contain '/' (the plugin checks both), so they are safe path parts.
+    /// A name of its own for every record: a short hash of the key (for a
+    /// human looking), then the time and the writer's pid. Never the key
+    /// itself: keys that differ only in where a '.' falls would share a
+    /// name, and a long container id (CNI sets no limit) would exceed the
+    /// file system's 255 bytes. Two records of one key are two releases,
+    /// which is harmless: the second finds nothing to release.
     fn path_for(&self, key: &AttachmentKey) -> PathBuf {
-        self.dir
-            .join(format!("release.{}.{}.json", key.container_id, key.ifname))
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.dir.join(format!(
+            "release.{:016x}.{nanos}.{}.json",
+            key_hash(key),
+            std::process::id()
+        ))
     }
 
     /// Records a release durably: written to a temp file in the same
@@ -83,12 +93,26 @@ impl Spool {
     }
 }
 
+/// FNV-1a over the key's fields, each length-prefixed: stable across
+/// processes and releases (std's hasher is seeded per process).
+fn key_hash(key: &AttachmentKey) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for field in [&key.container_id, &key.ifname] {
+        let len = (field.len() as u64).to_le_bytes();
+        for b in len.iter().chain(field.as_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn records_survive_and_are_listed_once() {
+    fn a_record_is_listed_until_done() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path().join("spool"));
         assert!(spool.pending().unwrap().is_empty());
@@ -97,12 +121,39 @@ mod tests {
             ifname: "eth0".into(),
         };
         spool.record_release(&key).unwrap();
-        spool.record_release(&key).unwrap();
         let pending = spool.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1, key);
         spool.done(&pending[0].0).unwrap();
         spool.done(&pending[0].0).unwrap();
         assert!(spool.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_that_differ_by_a_dot_and_long_ids_are_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        let key = |c: &str, i: &str| AttachmentKey {
+            container_id: c.into(),
+            ifname: i.into(),
+        };
+        let keys = [
+            key("col.x", "y"),
+            key("col", "x.y"),
+            key(&"c".repeat(300), "eth0"),
+        ];
+        for k in &keys {
+            spool.record_release(k).unwrap();
+        }
+        let mut got: Vec<AttachmentKey> = spool
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
+        got.sort();
+        let mut want = keys.to_vec();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

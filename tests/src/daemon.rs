@@ -34,6 +34,9 @@ pub struct DaemonOpts {
     /// The container runtime's CRI socket (`--cri-socket`): the reclaimer
     /// then also releases pods the runtime no longer lists.
     pub cri_socket: Option<PathBuf>,
+    /// Open-files limit (soft and hard) to run podnetd under, as a unit
+    /// file or a container runtime may set it (`prlimit`).
+    pub nofile: Option<u64>,
     /// `PODNET_LOG`: debug for tests (their failures show the daemon's
     /// reasoning); benches use podnetd's own default, info.
     pub log: String,
@@ -60,6 +63,7 @@ impl Default for DaemonOpts {
             lease_ttl_secs: 15,
             resync_interval_secs: 30,
             cri_socket: None,
+            nofile: None,
             log: "debug".into(),
         }
     }
@@ -122,7 +126,16 @@ impl TestDaemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log");
-        let mut cmd = Command::new(bins::workspace_bin("podnetd"));
+        let podnetd = bins::workspace_bin("podnetd");
+        let mut cmd = match self.opts.nofile {
+            // prlimit execs podnetd: the pid stays the daemon's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&podnetd);
+                c
+            }
+            None => Command::new(&podnetd),
+        };
         cmd.arg("run")
             .arg("--node-name")
             .arg(&self.opts.node_name)

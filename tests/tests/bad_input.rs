@@ -171,6 +171,37 @@ fn bad_network_namespaces() {
     let out = node.podnet("ADD", "bad", Some("/proc/self/ns/uts"), &conf);
     assert_rejected(&node, &pod, &out, 4);
 
+    // A FIFO: opening it for reading would wait for a writer forever. If
+    // the plugin blocks, a writer turns up after 3 s to free it, and the
+    // time it took fails the test.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (out, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(nix::libc::O_NONBLOCK)
+                    .open(&fifo);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let started = std::time::Instant::now();
+        let out = node.podnet("ADD", "bad", Some(&path_str(&fifo)), &conf);
+        let took = started.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, took)
+    });
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "ADD on a FIFO took {took:?}"
+    );
+    assert_rejected(&node, &pod, &out, 4);
+
     // The node's own namespace is never a pod's.
     let own = format!("/run/netns/{}", node.ns.name());
     let out = node.podnet("ADD", "bad", Some(&own), &conf);
@@ -215,6 +246,26 @@ fn ipam_failure_leaves_nothing() {
     // An IPAM plugin that is not installed.
     conf["ipam"]["type"] = json!("no-such-ipam");
     let out = node.podnet("ADD", "bad", Some(&path_str(pod.path())), &conf);
+    assert_rejected(&node, &pod, &out, 102);
+
+    // An IPAM plugin whose answer holds an address that is none: its
+    // failure (102), not a decode error of podnet's input (6).
+    let answer = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        answer.path(),
+        r#"{"cniVersion": "1.1.0", "ips": [{"address": "10.244.24.300/24"}]}"#,
+    )
+    .unwrap();
+    let mut conf = node.conf("1.1.0");
+    conf["ipam"]["type"] = json!("ipam-shim");
+    let result_file = path_str(answer.path());
+    let out = raw_add(
+        &node,
+        &pod,
+        conf.to_string().as_bytes(),
+        &[("SHIM_ADD_RESULT", &result_file)],
+        "eth0",
+    );
     assert_rejected(&node, &pod, &out, 102);
 }
 

@@ -422,3 +422,147 @@ fn static_addresses_and_reservations() {
     node.del(Some(&pod), "static", &conf);
     node.del(Some(&other), "byargs", &conf);
 }
+
+#[test]
+fn a_refused_add_leaves_the_live_pod_and_a_foreign_link_alone() {
+    let node = TestNode::new(52);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = conf(&daemon, "1.1.0");
+    let (p1, p2, p3) = (
+        TestNetns::new("p"),
+        TestNetns::new("p"),
+        TestNetns::new("p"),
+    );
+    let ip = v4_of(&node.add(&p1, "c1", &conf));
+
+    // The same attachment again, in another namespace: refused, and the
+    // live pod keeps its interface and its address.
+    let out = node.podnet("ADD", "c1", Some(&path_str(p2.path())), &conf);
+    assert_eq!(out.err_code(), 101, "{}", out.err());
+    assert!(p1.addresses("eth0").contains(&ip), "the live pod lost {ip}");
+    assert!(!p2.link_names().contains(&"eth0".to_string()));
+    assert_eq!(daemon.allocations().len(), 1);
+    assert_eq!(node.host_veths().len(), 1);
+
+    // A link that is not ours but carries the host end's name.
+    let foreign = podnet_cni::names::host_veth_name("c2", "eth0");
+    node.ns.ip(&[
+        "link", "add", &foreign, "type", "veth", "peer", "name", "foreign0",
+    ]);
+    let out = node.podnet("ADD", "c2", Some(&path_str(p3.path())), &conf);
+    assert_eq!(out.err_code(), 101, "{}", out.err());
+    assert!(
+        node.ns.link_names().contains(&foreign),
+        "the foreign link was deleted"
+    );
+    assert!(!p3.link_names().contains(&"eth0".to_string()));
+    assert_eq!(
+        daemon.allocations().len(),
+        1,
+        "the refused ADD holds an address"
+    );
+    node.del(Some(&p1), "c1", &conf);
+    assert!(daemon.allocations().is_empty());
+}
+
+#[test]
+fn the_daemon_refuses_keys_no_plugin_would_send() {
+    use podnet_ipam::client::ClientError;
+    use podnet_ipam::pool::AttachmentKey;
+    use podnet_ipam::proto::{ErrorKind, Request};
+    let node = TestNode::new(53);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let key = |c: &str, i: &str| AttachmentKey {
+        container_id: c.into(),
+        ifname: i.into(),
+    };
+    for bad in [
+        key("../../x", "eth0"),
+        key("", "eth0"),
+        key("c\0", "eth0"),
+        key(&"c".repeat(100_000), "eth0"),
+        key("c1", "../x"),
+    ] {
+        for req in [
+            Request::Add {
+                key: bad.clone(),
+                netns: None,
+                requested: Vec::new(),
+            },
+            Request::Del { key: bad.clone() },
+            Request::Gc {
+                valid: vec![bad.clone()],
+            },
+        ] {
+            match daemon.client().call(&req) {
+                Err(ClientError::Daemon {
+                    kind: ErrorKind::InvalidRequest,
+                    ..
+                }) => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+    assert!(daemon.allocations().is_empty());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_run_directory_refuses_to_start() {
+    let node = TestNode::new(54);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let other_state = tempfile::tempdir().unwrap();
+    let out = node.ns.run(|| {
+        std::process::Command::new(bins::workspace_bin("podnetd"))
+            .arg("run")
+            .arg("--node-name")
+            .arg("node-a")
+            .arg("--cluster-cidr")
+            .arg("10.244.0.0/16")
+            .arg("--state-dir")
+            .arg(other_state.path())
+            .arg("--run-dir")
+            .arg(daemon.run_dir())
+            .arg("--cni-conf-dir")
+            .arg(other_state.path().join("net.d"))
+            .output()
+            .unwrap()
+    });
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another podnetd holds"), "{stderr}");
+    // The first daemon still owns its socket and answers.
+    let conf = conf(&daemon, "1.1.0");
+    let pod = TestNetns::new("p");
+    node.add(&pod, "c1", &conf);
+    assert_eq!(daemon.allocations().len(), 1);
+    node.del(Some(&pod), "c1", &conf);
+}
+
+#[test]
+fn idle_connections_never_starve_real_requests() {
+    let node = TestNode::new(55);
+    let daemon = TestDaemon::start(
+        &node.ns,
+        DaemonOpts {
+            // systemd's default: the limit the defect was found under.
+            nofile: Some(1024),
+            ..DaemonOpts::default()
+        },
+    );
+    // 1100 clients that connect and never finish a request.
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..1100)
+        .map(|_| std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap())
+        .collect();
+    let started = Instant::now();
+    let conf = conf(&daemon, "1.1.0");
+    let pod = TestNetns::new("p");
+    node.add(&pod, "c1", &conf);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "an ADD behind 1100 idle clients took {took:?}"
+    );
+    drop(idle);
+    node.del(Some(&pod), "c1", &conf);
+    assert!(daemon.allocations().is_empty());
+}

@@ -34,6 +34,17 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
         });
     }
     let mut host_nl = Netlink::open()?;
+    // The host end's name too: a live attachment of this (container id,
+    // ifname) in another namespace, or a foreign link of that name, is
+    // refused here, before IPAM, so the rollback below (our own DEL, by
+    // name and key) only ever meets what this ADD created.
+    let host_name = names::host_veth_name(args.container_id(), args.ifname());
+    if link::get_link(&mut host_nl, &host_name)?.is_some() {
+        return Err(PluginError::InterfaceExists {
+            ifname: host_name,
+            netns: "the node".to_string(),
+        });
+    }
 
     // The IPAM answer (a process or a daemon round trip) is most of an
     // ADD's time: the request goes out first and the links are wired
@@ -58,7 +69,6 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
         Err(e) => {
             // Leave nothing: our links go, and a reservation the IPAM
             // plugin may have made before failing is released.
-            let host_name = names::host_veth_name(args.container_id(), args.ifname());
             if let Err(err) = link::remove_link(&mut host_nl, &host_name) {
                 tracing::warn!(error = %err, "removing the veth of a failed ADD");
             }

@@ -25,11 +25,30 @@ impl NetNs {
     /// Opens and checks the namespace: entering it is the one reliable test
     /// that a path is a network namespace and not some other file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, NetlinkError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|source| NetlinkError::NetnsOpen {
-            path: path.clone(),
-            source,
-        })?;
+        // O_NONBLOCK: opening a FIFO (or another device) for reading would
+        // otherwise wait forever for a writer; a namespace file ignores it.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|source| NetlinkError::NetnsOpen {
+                path: path.clone(),
+                source,
+            })?;
+        // Only the kernel's namespace filesystem holds namespaces: anything
+        // else (a FIFO, a regular file, a directory) is refused at once.
+        match nix::sys::statfs::fstatfs(&file) {
+            Ok(fs) if fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => {}
+            Ok(_) => return Err(NetlinkError::NotNetns { path }),
+            Err(e) => {
+                return Err(NetlinkError::NetnsOpen {
+                    path,
+                    source: e.into(),
+                })
+            }
+        }
         Ok(Self { file, path })
     }
 

@@ -190,9 +190,7 @@ fn show(v: &Value) -> String {
 
 /// Network names as libcni validates them: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`.
 fn valid_network_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    podnet_ipam::pool::is_cni_identifier(name)
 }
 
 /// A plugin binary name: non-empty, nothing a file path would split on.

@@ -38,6 +38,14 @@ impl IfName {
                 "interface name {name:?} contains {c:?}; '/', ':' and whitespace are not allowed"
             ));
         }
+        // The kernel checks bytes, with its own isspace(), which takes
+        // Latin-1's no-break space (0xA0) for a space: inside a UTF-8
+        // character such as 'à' (0xC3 0xA0) it refuses the name.
+        if name.bytes().any(|b| b == 0xA0) {
+            return Err(format!(
+                "interface name {name:?} contains the byte 0xA0, which the kernel takes for a space"
+            ));
+        }
         Ok(())
     }
 }
@@ -112,6 +120,8 @@ mod tests {
             ("eth\u{a0}0", false), // NBSP is whitespace for Go's unicode.IsSpace too
             ("eth\u{2003}", false),
             ("eth\0", false),
+            ("e\u{e0}", false),  // 'à' is 0xC3 0xA0: the kernel's isspace(0xA0)
+            ("e\u{e1}", true),   // 'á' is 0xC3 0xA1
             ("ééééééé", true),   // 14 bytes
             ("éééééééé", false), // 8 chars but 16 bytes: the limit is in bytes
         ];

@@ -2,7 +2,8 @@
 //! predates CNI 1.1, so this shim speaks 1.1.0 to podnet and 1.0.0 to
 //! host-local, whose results are valid 1.1.0 results. STATUS answers from
 //! a file (`$SHIM_STATUS`: absent = ready, else its content is the error
-//! code); GC is recorded in `$SHIM_LOG`.
+//! code); GC is recorded in `$SHIM_LOG`; ADD prints `$SHIM_ADD_RESULT`'s
+//! content instead when that is set.
 
 use std::io::{Read, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -42,6 +43,13 @@ fn main() -> ExitCode {
             }
         },
         "GC" => ExitCode::SUCCESS,
+        // A scripted answer to ADD (`$SHIM_ADD_RESULT`: a file printed as
+        // is), for testing what podnet does with a broken one.
+        "ADD" if std::env::var_os("SHIM_ADD_RESULT").is_some() => {
+            let path = std::env::var_os("SHIM_ADD_RESULT").unwrap_or_default();
+            print!("{}", std::fs::read_to_string(path).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
         _ => {
             conf["cniVersion"] = json!("1.0.0");
             if let Some(prev) = conf.get_mut("prevResult") {
