@@ -214,6 +214,7 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         node: node.clone(),
         pool,
         metrics: metrics.clone(),
+        storage: Default::default(),
     });
     let spool = Spool::new(&config.spool_dir);
     svc.drain_spool(&spool);
@@ -335,7 +336,10 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     )?;
     tracing::info!(path = %path.display(), mtu = pod_mtu, "ready: CNI configuration written");
 
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = svc.storage.failed() => return Err(DaemonError::StateUnwritable { path: db_path }),
+    }
     if let (Backend::Kube(kube), Some(ds)) = (&*backend, &config.daemonset) {
         use crate::store::kube::Removal;
         match kube.removal(ds).await {

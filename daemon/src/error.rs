@@ -23,6 +23,8 @@ pub enum DaemonError {
     },
     #[error("another podnetd holds {} (pid {holder}): one daemon per run directory", lock.display())]
     AlreadyRunning { lock: PathBuf, holder: String },
+    #[error("the state database {} cannot be written (a full disk?): stopping, so that a restart resumes from what is on disk", path.display())]
+    StateUnwritable { path: PathBuf },
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]

@@ -104,6 +104,7 @@ mod tests {
             node: "n".into(),
             pool,
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            storage: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! it), so the server runs it on tokio's blocking pool.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
@@ -13,15 +14,46 @@ use podnet_ipam::spool::Spool;
 
 use crate::metrics::Metrics;
 
+/// Whether the state database can still be written. Once a write or flush
+/// fails (a full disk), sled's memory may hold what the disk does not: the
+/// daemon then answers STATUS "not ready" and stops, so that its supervisor
+/// starts it again from what is on disk once the disk takes writes again.
+#[derive(Default)]
+pub struct StorageHealth {
+    failed: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl StorageHealth {
+    pub fn fail(&self, error: &IpamError) {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            tracing::error!(%error, "the state database cannot be written; stopping");
+        }
+        self.notify.notify_one();
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the database has failed.
+    pub async fn failed(&self) {
+        while !self.is_failed() {
+            self.notify.notified().await;
+        }
+    }
+}
+
 pub struct Service<S: PoolStore = SledPoolStore> {
     pub node: String,
     /// Hands out from the node's CIDRs: `pool.config().ranges` is where
     /// the node's CIDRs are known (they change when the Node's do).
     pub pool: Pool<S>,
     pub metrics: Arc<Metrics>,
+    pub storage: StorageHealth,
 }
 
-fn error(e: &IpamError) -> Response {
+fn to_response(e: &IpamError) -> Response {
     let kind = if e.is_exhausted() {
         ErrorKind::Exhausted
     } else if matches!(e, IpamError::Store(_) | IpamError::Corrupt { .. }) {
@@ -36,6 +68,14 @@ fn error(e: &IpamError) -> Response {
 }
 
 impl<S: PoolStore> Service<S> {
+    /// The error's answer; a database that failed is noted on the way.
+    fn error(&self, e: &IpamError) -> Response {
+        if matches!(e, IpamError::Store(_)) {
+            self.storage.fail(e);
+        }
+        to_response(e)
+    }
+
     pub fn node_cidrs(&self) -> Vec<IpNetwork> {
         self.pool.config().ranges
     }
@@ -72,7 +112,7 @@ impl<S: PoolStore> Service<S> {
                 Err(e) => {
                     Metrics::inc(&self.metrics.allocation_errors);
                     tracing::warn!(error = %e, "allocation failed");
-                    error(&e)
+                    self.error(&e)
                 }
             },
             Request::Del { key } => match self.release(&key) {
@@ -82,18 +122,22 @@ impl<S: PoolStore> Service<S> {
                     }
                     Response::Released { found }
                 }
-                Err(e) => error(&e),
+                Err(e) => self.error(&e),
             },
             Request::Check { key } => match self.pool.get(&key) {
                 Ok(Some(allocation)) => Response::Allocated { allocation },
                 Ok(None) => Response::Unknown,
-                Err(e) => error(&e),
+                Err(e) => self.error(&e),
             },
             Request::Status => Response::Status {
-                ready: true,
+                ready: !self.storage.is_failed(),
                 node: self.node.clone(),
                 node_cidrs: self.node_cidrs(),
-                detail: "serving".into(),
+                detail: if self.storage.is_failed() {
+                    "the state database cannot be written".into()
+                } else {
+                    "serving".into()
+                },
             },
             Request::Gc { valid } => self.gc(&valid),
             Request::Report { verb, micros, ok } => {
@@ -114,7 +158,7 @@ impl<S: PoolStore> Service<S> {
                     allocations,
                     usage,
                 },
-                (Err(e), _) | (_, Err(e)) => error(&e),
+                (Err(e), _) | (_, Err(e)) => self.error(&e),
             },
         }
     }
@@ -122,14 +166,22 @@ impl<S: PoolStore> Service<S> {
     /// Releases durably (the pool flushes before returning): a DEL
     /// acknowledged and then lost to a crash would leak the address.
     pub fn release(&self, key: &AttachmentKey) -> Result<bool, IpamError> {
-        Ok(self.pool.release(key)?.is_some())
+        match self.pool.release(key) {
+            Ok(found) => Ok(found.is_some()),
+            Err(e) => {
+                if matches!(e, IpamError::Store(_)) {
+                    self.storage.fail(&e);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn gc(&self, valid: &[AttachmentKey]) -> Response {
         let keep: HashSet<&AttachmentKey> = valid.iter().collect();
         let all = match self.pool.list() {
             Ok(a) => a,
-            Err(e) => return error(&e),
+            Err(e) => return self.error(&e),
         };
         let mut released = Vec::new();
         for a in all.into_iter().filter(|a| !keep.contains(&a.key)) {

@@ -37,6 +37,11 @@ pub struct DaemonOpts {
     /// Open-files limit (soft and hard) to run podnetd under, as a unit
     /// file or a container runtime may set it (`prlimit`).
     pub nofile: Option<u64>,
+    /// Run podnetd in this mount namespace (`nsenter --mount`), e.g. one
+    /// where its state directory is a small file system of the test's.
+    pub mount_ns: Option<PathBuf>,
+    /// The state directory, instead of one in the daemon's temp dir.
+    pub state_dir: Option<PathBuf>,
     /// `PODNET_LOG`: debug for tests (their failures show the daemon's
     /// reasoning); benches use podnetd's own default, info.
     pub log: String,
@@ -64,6 +69,8 @@ impl Default for DaemonOpts {
             resync_interval_secs: 30,
             cri_socket: None,
             nofile: None,
+            mount_ns: None,
+            state_dir: None,
             log: "debug".into(),
         }
     }
@@ -79,7 +86,10 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.opts
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("state"))
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -126,16 +136,25 @@ impl TestDaemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log");
-        let podnetd = bins::workspace_bin("podnetd");
-        let mut cmd = match self.opts.nofile {
-            // prlimit execs podnetd: the pid stays the daemon's.
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&podnetd);
-                c
-            }
-            None => Command::new(&podnetd),
-        };
+        // Wrappers that exec podnetd: the pid stays the daemon's.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = &self.opts.mount_ns {
+            argv.extend([
+                "nsenter".into(),
+                format!("--mount={}", ns.display()).into(),
+                "--".into(),
+            ]);
+        }
+        if let Some(n) = self.opts.nofile {
+            argv.extend([
+                "prlimit".into(),
+                format!("--nofile={n}:{n}").into(),
+                "--".into(),
+            ]);
+        }
+        argv.push(bins::workspace_bin("podnetd").into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd.arg("run")
             .arg("--node-name")
             .arg(&self.opts.node_name)
@@ -235,6 +254,25 @@ impl TestDaemon {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the daemon to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut().expect("a running daemon");
+            if let Some(status) = child.try_wait().expect("wait for podnetd") {
+                crate::cleanup::unregister_pid(child.id());
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "podnetd still running: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, the way a crash looks.

@@ -268,7 +268,7 @@ fn gc_and_the_reclaimer_free_leaked_addresses() {
     let conf = conf(&daemon, "1.1.0");
 
     // GC: only the valid attachment keeps its address and its veth.
-    let pods: Vec<TestNetns> = (0..3).map(|_| TestNetns::new("p")).collect();
+    let pods: Vec<TestNetns> = (0..2).map(|_| TestNetns::new("p")).collect();
     for (i, p) in pods.iter().enumerate() {
         node.add(p, &format!("g{i}"), &conf);
     }
@@ -565,4 +565,160 @@ fn idle_connections_never_starve_real_requests() {
     drop(idle);
     node.del(Some(&pod), "c1", &conf);
     assert!(daemon.allocations().is_empty());
+}
+
+/// A mount namespace held by a sleeping child of the test, with a tmpfs
+/// of `size` at `dir` in it (never in the machine's own mount namespace).
+struct SmallDisk {
+    holder: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> Self {
+        let holder = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .unwrap();
+        podnet_tests::cleanup::register_pid(holder.id());
+        let disk = Self {
+            holder,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(disk.mount_ns()).ok().as_ref() == Some(&own) {
+            assert!(
+                Instant::now() < deadline,
+                "unshare did not enter a mount namespace"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--mount={}", disk.mount_ns().display()))
+            .args([
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+            ])
+            .arg(disk.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        disk
+    }
+
+    fn mount_ns(&self) -> std::path::PathBuf {
+        format!("/proc/{}/ns/mnt", self.holder.id()).into()
+    }
+
+    /// A path inside the small file system, seen from outside it.
+    fn inside(&self, name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/{}/root", self.holder.id()))
+            .join(self.dir.path().strip_prefix("/").unwrap())
+            .join(name)
+    }
+
+    /// Writes a filler file until the file system is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.inside("filler")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.inside("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        podnet_tests::cleanup::unregister_pid(self.holder.id());
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
+    let node = TestNode::new(56);
+    let disk = SmallDisk::new("32m");
+    let mut daemon = TestDaemon::start(
+        &node.ns,
+        DaemonOpts {
+            mount_ns: Some(disk.mount_ns()),
+            state_dir: Some(disk.dir.path().join("state")),
+            ..DaemonOpts::default()
+        },
+    );
+    let conf = conf(&daemon, "1.1.0");
+    let pods: Vec<TestNetns> = (0..2).map(|_| TestNetns::new("p")).collect();
+    let first = v4_of(&node.add(&pods[0], "before", &conf));
+
+    disk.fill();
+    // sled writes into log space it already holds until that runs out:
+    // addresses are asked for until a write meets the full disk.
+    let mut asked = 0;
+    let refused = loop {
+        let req = podnet_ipam::proto::Request::Add {
+            key: podnet_ipam::pool::AttachmentKey {
+                container_id: format!("fill{asked}"),
+                ifname: "eth0".into(),
+            },
+            netns: None,
+            requested: Vec::new(),
+        };
+        asked += 1;
+        match daemon.client().call(&req) {
+            Ok(_) if asked < 20_000 => {}
+            Ok(_) => panic!("20000 allocations on a full disk"),
+            Err(e) => break e,
+        }
+    };
+    eprintln!("allocation {asked} met the full disk: {refused}");
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(
+        daemon.log_text().contains("cannot be written"),
+        "{}",
+        daemon.log_text()
+    );
+    // Nothing to serve ADD: STATUS says so (50), as the kubelet will see.
+    let status = node.podnet("STATUS", "", None, &conf);
+    assert_eq!(status.err_code(), 50, "{}", status.stdout);
+
+    disk.free();
+    daemon.restart(&node.ns);
+    let held: Vec<String> = daemon
+        .allocations()
+        .iter()
+        .map(|a| a.key.container_id.clone())
+        .collect();
+    assert!(held.contains(&"before".to_string()), "{held:?}");
+    let again = v4_of(&node.add(&pods[1], "after", &conf));
+    assert_ne!(again, first);
+    node.del(Some(&pods[1]), "after", &conf);
+    node.del(Some(&pods[0]), "before", &conf);
+    // Every allocation acknowledged before the disk filled is still there;
+    // none is given twice.
+    let held = daemon.allocations();
+    let mut ips: Vec<String> = held.iter().map(|a| a.ips[0].to_string()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), held.len(), "an address held twice");
+    assert!(
+        held.len() >= asked - 1,
+        "{} of {} acknowledged allocations kept",
+        held.len(),
+        asked - 1
+    );
 }
