@@ -24,6 +24,13 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind}"))
 }
 
+/// The item of the sequence `list` whose `key` is `value`.
+fn named<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_sequence()
+        .and_then(|items| items.iter().find(|i| i[key] == value))
+        .unwrap_or_else(|| panic!("no item with {key}: {value}"))
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_sequence()
         .map(|s| {
@@ -62,14 +69,11 @@ fn rbac_grants_exactly_what_the_code_calls() {
         ds["metadata"]["namespace"].as_str().unwrap(),
         ds["metadata"]["name"].as_str().unwrap()
     );
-    let env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_sequence()
-        .unwrap();
-    let named = env
-        .iter()
-        .find(|e| e["name"] == "PODNET_DAEMONSET")
-        .unwrap();
-    assert_eq!(named["value"].as_str(), Some(own.as_str()));
+    let env = &ds["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        named(env, "name", "PODNET_DAEMONSET")["value"].as_str(),
+        Some(own.as_str())
+    );
     for rule in role["rules"].as_sequence().unwrap() {
         if strings(&rule["resources"]) == ["daemonsets"] {
             assert_eq!(
@@ -109,41 +113,21 @@ fn daemonset_settings_are_flags_podnetd_knows() {
     // Runs everywhere, on the host network, with the node name from the downward API.
     assert_eq!(spec["hostNetwork"], true);
     assert_eq!(spec["tolerations"][0]["operator"], "Exists");
-    let node_name = container["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "PODNET_NODE_NAME")
-        .unwrap();
+    let node_name = named(&container["env"], "name", "PODNET_NODE_NAME");
     assert_eq!(
         node_name["valueFrom"]["fieldRef"]["fieldPath"],
         "spec.nodeName"
     );
     // containerd's directory is mounted, not its socket file: a restarted
     // containerd's new socket shows up inside.
-    let cri = container["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "PODNET_CRI_SOCKET")
-        .unwrap()["value"]
+    let cri = named(&container["env"], "name", "PODNET_CRI_SOCKET")["value"]
         .as_str()
-        .unwrap()
-        .to_string();
-    let mount = container["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|m| cri.starts_with(m["mountPath"].as_str().unwrap()) && m["name"] == "containerd")
-        .expect("a mount holding the CRI socket");
+        .unwrap();
+    let mount = named(&container["volumeMounts"], "name", "containerd");
+    assert!(cri.starts_with(mount["mountPath"].as_str().unwrap()));
     assert_eq!(mount["mountPath"], "/run/containerd");
     assert_eq!(mount["mountPropagation"], "HostToContainer");
-    let volume = spec["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "containerd")
-        .unwrap();
+    let volume = named(&spec["volumes"], "name", "containerd");
     assert_eq!(volume["hostPath"]["type"], "Directory");
     // The init step installs the plugins with a subcommand podnetd has.
     let init = &spec["initContainers"][0]["command"];
