@@ -215,6 +215,7 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         pool,
         metrics: metrics.clone(),
         storage: Default::default(),
+        released: Some(forget_connections(nodenet.clone())),
     });
     let spool = Spool::new(&config.spool_dir);
     svc.drain_spool(&spool);
@@ -368,6 +369,34 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     // while the daemon restarts, and a restart removes nothing valid.
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// A thread that forgets the connection tracking entries of released
+/// addresses, in the node's namespace, off the IPAM path: a release is
+/// acknowledged at once, and a burst of them costs one conntrack dump.
+fn forget_connections(net: Arc<NodeNet>) -> std::sync::mpsc::Sender<Vec<std::net::IpAddr>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<std::net::IpAddr>>();
+    std::thread::spawn(move || {
+        while let Ok(mut ips) = rx.recv() {
+            while let Ok(more) = rx.try_recv() {
+                ips.extend(more);
+            }
+            match net.run(|| crate::conntrack::forget(&ips)) {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::debug!(
+                        ?ips,
+                        entries = n,
+                        "forgot the connections of released addresses"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) | Err(e) => {
+                    tracing::warn!(?ips, error = %e, "cannot forget the connections of released addresses")
+                }
+            }
+        }
+    });
+    tx
 }
 
 async fn reclaim_loop(svc: Arc<Service<SledPoolStore>>, spool: Spool, config: DaemonConfig) {

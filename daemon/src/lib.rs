@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod cniconf;
 pub mod config;
+pub mod conntrack;
 pub mod cri;
 pub mod error;
 pub mod follow;

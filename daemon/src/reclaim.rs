@@ -105,6 +105,7 @@ mod tests {
             pool,
             metrics: Arc::new(crate::metrics::Metrics::default()),
             storage: Default::default(),
+            released: None,
         }
     }
 

@@ -51,6 +51,10 @@ pub struct Service<S: PoolStore = SledPoolStore> {
     pub pool: Pool<S>,
     pub metrics: Arc<Metrics>,
     pub storage: StorageHealth,
+    /// Told the addresses of every release, so that their connection
+    /// tracking entries are forgotten (`conntrack`); `None` in tests of
+    /// the service alone.
+    pub released: Option<std::sync::mpsc::Sender<Vec<std::net::IpAddr>>>,
 }
 
 fn to_response(e: &IpamError) -> Response {
@@ -167,7 +171,12 @@ impl<S: PoolStore> Service<S> {
     /// acknowledged and then lost to a crash would leak the address.
     pub fn release(&self, key: &AttachmentKey) -> Result<bool, IpamError> {
         match self.pool.release(key) {
-            Ok(found) => Ok(found.is_some()),
+            Ok(found) => {
+                if let (Some(alloc), Some(tx)) = (&found, &self.released) {
+                    let _ = tx.send(alloc.ips.iter().map(|n| n.ip()).collect());
+                }
+                Ok(found.is_some())
+            }
             Err(e) => {
                 if matches!(e, IpamError::Store(_)) {
                     self.storage.fail(&e);

@@ -1382,4 +1382,104 @@ mod tests {
     fn pool_of(store: MemoryPoolStore) -> Pool<MemoryPoolStore> {
         pool(store, &["10.0.0.0/16"], &[])
     }
+
+    // ---- Properties over random sequences of allocations and releases. ----
+
+    mod properties {
+        use std::collections::{BTreeMap, HashSet};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// One step of a random run: allocate or release one of a few keys.
+        #[derive(Clone, Debug)]
+        enum Op {
+            Allocate(u8),
+            Release(u8),
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            prop::collection::vec(
+                prop_oneof![
+                    (0u8..40).prop_map(Op::Allocate),
+                    (0u8..40).prop_map(Op::Release),
+                ],
+                1..200,
+            )
+        }
+
+        /// A /27: 29 addresses to hand out, fewer than the 40 keys, so runs
+        /// also meet exhaustion.
+        const RANGE: &str = "10.9.0.0/27";
+        const CAPACITY: usize = 29;
+
+        /// Applies `ops`, checking every step against a model (key ->
+        /// address); returns the model.
+        fn run<S: PoolStore>(pool: &Pool<S>, ops: &[Op]) -> BTreeMap<String, IpNetwork> {
+            let mut model: BTreeMap<String, IpNetwork> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Allocate(k) => {
+                        let id = format!("k{k}");
+                        match pool.allocate(&req(&id)) {
+                            Ok(a) => {
+                                if let Some(held) = model.get(&id) {
+                                    assert_eq!(a.ips[0], *held, "a repeated ADD moved {id}");
+                                }
+                                model.insert(id, a.ips[0]);
+                            }
+                            Err(e) => {
+                                assert!(e.is_exhausted(), "{e}");
+                                assert_eq!(model.len(), CAPACITY, "exhausted with free addresses");
+                            }
+                        }
+                    }
+                    Op::Release(k) => {
+                        let id = format!("k{k}");
+                        let freed = pool.release(&key(&id)).unwrap();
+                        assert_eq!(freed.is_some(), model.remove(&id).is_some());
+                        assert!(
+                            pool.get(&key(&id)).unwrap().is_none(),
+                            "a release left {id}"
+                        );
+                    }
+                }
+                let live = pool.list().unwrap();
+                let distinct: HashSet<IpAddr> = live.iter().map(|a| a.ips[0].ip()).collect();
+                assert_eq!(distinct.len(), live.len(), "an address held twice");
+                assert_eq!(live.len(), model.len());
+            }
+            model
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn never_a_duplicate_and_a_release_always_frees(ops in ops()) {
+                let pool = pool(MemoryPoolStore::default(), &[RANGE], &[]);
+                run(&pool, &ops);
+            }
+
+            #[test]
+            fn a_reopened_store_holds_exactly_what_was_acknowledged(ops in ops()) {
+                let dir = tempfile::tempdir().unwrap();
+                let model = {
+                    let db = sled::open(dir.path()).unwrap();
+                    let pool = pool(SledPoolStore::open(&db).unwrap(), &[RANGE], &[]);
+                    run(&pool, &ops)
+                };
+                let db = crate::test_util::reopen_sled(dir.path());
+                let pool = pool(SledPoolStore::open(&db).unwrap(), &[RANGE], &[]);
+                let got: BTreeMap<String, IpNetwork> = pool
+                    .list()
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| (a.key.container_id, a.ips[0]))
+                    .collect();
+                prop_assert_eq!(got, model);
+            }
+        }
+    }
 }

@@ -37,9 +37,10 @@ pub struct DaemonOpts {
     /// Open-files limit (soft and hard) to run podnetd under, as a unit
     /// file or a container runtime may set it (`prlimit`).
     pub nofile: Option<u64>,
-    /// Run podnetd in this mount namespace (`nsenter --mount`), e.g. one
-    /// where its state directory is a small file system of the test's.
-    pub mount_ns: Option<PathBuf>,
+    /// Run podnetd in the mount namespace (and root directory) of this
+    /// process (`nsenter -t PID -m -r`), e.g. one where its state directory
+    /// is a small file system of the test's.
+    pub mount_ns_of: Option<u32>,
     /// The state directory, instead of one in the daemon's temp dir.
     pub state_dir: Option<PathBuf>,
     /// `PODNET_LOG`: debug for tests (their failures show the daemon's
@@ -69,7 +70,7 @@ impl Default for DaemonOpts {
             resync_interval_secs: 30,
             cri_socket: None,
             nofile: None,
-            mount_ns: None,
+            mount_ns_of: None,
             state_dir: None,
             log: "debug".into(),
         }
@@ -138,12 +139,11 @@ impl TestDaemon {
             .expect("daemon log");
         // Wrappers that exec podnetd: the pid stays the daemon's.
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
-        if let Some(ns) = &self.opts.mount_ns {
-            argv.extend([
-                "nsenter".into(),
-                format!("--mount={}", ns.display()).into(),
-                "--".into(),
-            ]);
+        if let Some(pid) = self.opts.mount_ns_of {
+            // The root too: entering a mount namespace alone would leave a
+            // chroot (CI's fresh root) for the namespace's own root.
+            argv.extend(["nsenter".into(), "-t".into(), pid.to_string().into()]);
+            argv.extend(["-m".into(), "-r".into(), "-w".into(), "--".into()]);
         }
         if let Some(n) = self.opts.nofile {
             argv.extend([

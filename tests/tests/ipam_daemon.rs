@@ -595,7 +595,7 @@ impl SmallDisk {
             std::thread::sleep(Duration::from_millis(5));
         }
         let out = std::process::Command::new("nsenter")
-            .arg(format!("--mount={}", disk.mount_ns().display()))
+            .args(["-t", &disk.holder.id().to_string(), "-m", "-r", "-w", "--"])
             .args([
                 "mount",
                 "-t",
@@ -655,7 +655,7 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
     let mut daemon = TestDaemon::start(
         &node.ns,
         DaemonOpts {
-            mount_ns: Some(disk.mount_ns()),
+            mount_ns_of: Some(disk.holder.id()),
             state_dir: Some(disk.dir.path().join("state")),
             ..DaemonOpts::default()
         },
@@ -721,4 +721,40 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
         held.len(),
         asked - 1
     );
+}
+
+#[test]
+fn a_released_address_leaves_no_tracked_connection() {
+    let node = TestNode::new(57);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = conf(&daemon, "1.1.0");
+    let pod = TestNetns::new("p");
+    let ip: std::net::IpAddr = v4_of(&node.add(&pod, "c1", &conf))
+        .parse::<ipnetwork::IpNetwork>()
+        .unwrap()
+        .ip();
+    // A UDP flow from the node to the pod: the node's connection tracking
+    // (on, for podnet's masquerade) keeps an entry for it.
+    let tracked = || {
+        node.ns
+            .run(podnetd::conntrack::list)
+            .unwrap()
+            .iter()
+            .any(|e| e.addresses.contains(&ip))
+    };
+    node.ns.run(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"stale?", (ip, 9999)).unwrap();
+    });
+    assert!(tracked(), "no conntrack entry for the flow to {ip}");
+
+    node.del(Some(&pod), "c1", &conf);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tracked() {
+        assert!(
+            Instant::now() < deadline,
+            "the released {ip} still has a tracked connection"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
