@@ -306,3 +306,124 @@ fn no_panic_on_any_input() {
     assert!(node.host_veths().is_empty());
     assert!(node.reserved("n").is_empty());
 }
+
+/// Every CNI variable and configuration field podnet reads, with invalid,
+/// oversized, traversal and odd-byte values: each answered with the code
+/// README documents, and nothing left behind.
+#[test]
+fn hostile_input_table() {
+    let node = TestNode::new(25);
+    let pod = TestNetns::new("pod");
+    let good = node.conf("1.0.0");
+    let long_id = "c".repeat(5000);
+
+    // (what, environment overrides, ifname, expected code)
+    type EnvCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u64);
+    let env_cases: &[EnvCase] = &[
+        ("ifname traversal", &[], "../x", 4),
+        ("ifname colon", &[], "eth0:0", 4),
+        ("ifname 0xA0 inside a UTF-8 character", &[], "e\u{e0}", 4),
+        (
+            "ifname 16 bytes of UTF-8",
+            &[],
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+            4,
+        ),
+        ("ifname tab", &[], "eth\t0", 4),
+        (
+            "container id traversal",
+            &[("CNI_CONTAINERID", "../../x")],
+            "eth0",
+            4,
+        ),
+        (
+            "container id with a space",
+            &[("CNI_CONTAINERID", "a b")],
+            "eth0",
+            4,
+        ),
+        (
+            "container id odd bytes",
+            &[("CNI_CONTAINERID", "caf\u{e9}")],
+            "eth0",
+            4,
+        ),
+        (
+            "netns traversal to a file",
+            &[("CNI_NETNS", "/run/netns/../../etc/passwd")],
+            "eth0",
+            4,
+        ),
+        ("netns a directory", &[("CNI_NETNS", "/run")], "eth0", 4),
+        ("netns a device", &[("CNI_NETNS", "/dev/null")], "eth0", 4),
+        (
+            "netns missing",
+            &[("CNI_NETNS", "/run/netns/../netns/pnt-nope")],
+            "eth0",
+            3,
+        ),
+        ("command unknown", &[("CNI_COMMAND", "add")], "eth0", 4),
+        (
+            "command oversized",
+            &[("CNI_COMMAND", &"A".repeat(10_000))],
+            "eth0",
+            4,
+        ),
+    ];
+    for (what, env, ifname, code) in env_cases {
+        let out = raw_add(&node, &pod, good.to_string().as_bytes(), env, ifname);
+        let err = out.err();
+        assert_eq!(err["code"], *code, "{what}: {err}");
+        assert_rejected(&node, &pod, &out, *code);
+    }
+
+    // (what, field, value, expected code)
+    let conf_cases: Vec<(&str, &str, Value, u64)> = vec![
+        ("version not a string", "cniVersion", json!(1), 7),
+        ("version unknown", "cniVersion", json!("1.1.0/../0.1"), 1),
+        ("name traversal", "name", json!("../x"), 7),
+        ("bridge traversal", "bridge", json!(".."), 7),
+        ("bridge odd byte", "bridge", json!("br\u{e0}"), 7),
+        ("bridge 16 bytes", "bridge", json!("\u{e9}".repeat(8)), 7),
+        ("mtu negative", "mtu", json!(-1), 7),
+        ("mtu a string", "mtu", json!("1500"), 7),
+        ("mtu beyond a u32", "mtu", json!(1u64 << 40), 7),
+        ("hairpin not a bool", "hairpinMode", json!("yes"), 7),
+        ("ipam not an object", "ipam", json!("host-local"), 7),
+        (
+            "ipam type traversal",
+            "ipam",
+            json!({"type": "../../bin/sh"}),
+            7,
+        ),
+        (
+            "mac not a MAC",
+            "runtimeConfig",
+            json!({"mac": "zz:00:00:00:00:00"}),
+            7,
+        ),
+        ("unknown field", "bridgeName", json!("x"), 2),
+    ];
+    for (what, field, value, code) in conf_cases {
+        let mut c = good.clone();
+        c[field] = value;
+        let out = raw_add(&node, &pod, c.to_string().as_bytes(), &[], "eth0");
+        let err = out.err();
+        assert_eq!(err["code"], code, "{what}: {err}");
+        assert_rejected(&node, &pod, &out, code);
+    }
+
+    // A valid but very long container id (CNI sets no limit) works, and
+    // DEL leaves nothing.
+    let out = raw_add(
+        &node,
+        &pod,
+        good.to_string().as_bytes(),
+        &[("CNI_CONTAINERID", &long_id)],
+        "eth0",
+    );
+    out.ok();
+    node.del(Some(&pod), &long_id, &good);
+    assert!(node.host_veths().is_empty());
+    assert!(node.reserved("podnet").is_empty());
+}
