@@ -122,7 +122,7 @@ impl Args {
 }
 
 fn valid_container_id(id: &str) -> bool {
-    podnet_ipam::pool::is_cni_identifier(id)
+    podnet_ipam::ident::is_cni_identifier(id)
 }
 
 /// What a verb prints on success.

@@ -43,12 +43,10 @@ pub fn list(socket: &Path) -> Result<String, DaemonError> {
         );
     }
     let _ = writeln!(out, "{} allocations", allocations.len());
-    let outside = |a: &podnet_ipam::pool::Allocation| {
-        !a.ips
-            .iter()
-            .all(|ip| node_cidrs.iter().any(|c| c.contains(ip.ip())))
-    };
-    let stale = allocations.iter().filter(|a| outside(a)).count();
+    let stale = allocations
+        .iter()
+        .filter(|a| !a.within(&node_cidrs))
+        .count();
     if stale > 0 {
         let _ = writeln!(
             out,
@@ -63,7 +61,7 @@ pub fn list(socket: &Path) -> Result<String, DaemonError> {
     for a in &allocations {
         let ips: Vec<String> = a.ips.iter().map(|i| i.to_string()).collect();
         let id: String = a.key.container_id.chars().take(24).collect();
-        let mark = if outside(a) { '*' } else { ' ' };
+        let mark = if a.within(&node_cidrs) { ' ' } else { '*' };
         let _ = writeln!(
             out,
             "{mark} {:<24} {:<8} {:<40} {:>6}s  {}",

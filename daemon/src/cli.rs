@@ -91,12 +91,7 @@ fn init_logging() {
 
 fn uninstall(config: &DaemonConfig) -> Result<(), DaemonError> {
     let net = NodeNet::open(config.netns.as_deref())?;
-    crate::uninstall::clean_node(&net, config).map_err(|mut errors| {
-        for e in &errors {
-            tracing::error!(error = %e, "uninstall step failed");
-        }
-        errors.swap_remove(0)
-    })
+    crate::uninstall::clean_node(&net, config)
 }
 
 fn run(config: DaemonConfig) -> Result<(), DaemonError> {
@@ -348,15 +343,12 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
                 tracing::info!(daemonset = %ds, %why, "podnet is being removed: cleaning this node");
                 let net = nodenet.clone();
                 let cfg = config.clone();
-                let cleaned = tokio::task::spawn_blocking(move || {
+                // Each failed step is logged by clean_node; the pod goes
+                // away either way.
+                let _ = tokio::task::spawn_blocking(move || {
                     net.retire(|| crate::uninstall::clean_node(&net, &cfg))
                 })
                 .await;
-                if let Ok(Err(errors)) = cleaned {
-                    for e in errors {
-                        tracing::error!(error = %e, "uninstall step failed");
-                    }
-                }
                 return Ok(());
             }
             Removal::NotRequested => {}

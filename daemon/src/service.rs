@@ -25,7 +25,12 @@ pub struct StorageHealth {
 }
 
 impl StorageHealth {
-    pub fn fail(&self, error: &IpamError) {
+    /// Notes `error` when it is the database's own (a sled error): from
+    /// then on the database counts as failed.
+    pub fn note(&self, error: &IpamError) {
+        if !matches!(error, IpamError::Store(_)) {
+            return;
+        }
         if !self.failed.swap(true, Ordering::SeqCst) {
             tracing::error!(%error, "the state database cannot be written; stopping");
         }
@@ -74,9 +79,7 @@ fn to_response(e: &IpamError) -> Response {
 impl<S: PoolStore> Service<S> {
     /// The error's answer; a database that failed is noted on the way.
     fn error(&self, e: &IpamError) -> Response {
-        if matches!(e, IpamError::Store(_)) {
-            self.storage.fail(e);
-        }
+        self.storage.note(e);
         to_response(e)
     }
 
@@ -178,9 +181,7 @@ impl<S: PoolStore> Service<S> {
                 Ok(found.is_some())
             }
             Err(e) => {
-                if matches!(e, IpamError::Store(_)) {
-                    self.storage.fail(&e);
-                }
+                self.storage.note(&e);
                 Err(e)
             }
         }

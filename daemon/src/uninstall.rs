@@ -25,8 +25,8 @@ pub const PLUGINS: [&str; 2] = ["podnet", "podnet-ipam"];
 /// Removes everything podnet put on the node, first the CNI configuration
 /// (no new pod is sent to podnet from then on), then the plugins, routes,
 /// devices, the nftables table and the daemon's state. Keeps going past a
-/// failed step; returns every failure.
-pub fn clean_node(net: &NodeNet, config: &DaemonConfig) -> Result<(), Vec<DaemonError>> {
+/// failed step, logging each; returns the first failure.
+pub fn clean_node(net: &NodeNet, config: &DaemonConfig) -> Result<(), DaemonError> {
     let mut errors = Vec::new();
     let mut files: Vec<PathBuf> = vec![config.cni_conf_dir.join(cniconf::CONFLIST_NAME)];
     files.extend(PLUGINS.iter().map(|p| config.cni_bin_dir.join(p)));
@@ -46,10 +46,12 @@ pub fn clean_node(net: &NodeNet, config: &DaemonConfig) -> Result<(), Vec<Daemon
         let _ = std::fs::remove_dir(dir);
     }
     tracing::info!(failures = errors.len(), "podnet removed from this node");
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+    for e in &errors {
+        tracing::error!(error = %e, "an uninstall step failed");
+    }
+    match errors.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
     }
 }
 

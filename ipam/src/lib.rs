@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod ident;
 pub mod pool;
 pub mod proto;
 pub mod spool;

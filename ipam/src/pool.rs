@@ -16,6 +16,7 @@ use sled::Transactional;
 
 use crate::addr::{from_u128, normalise, same_family, span, to_u128};
 use crate::error::IpamError;
+use crate::ident::{check_ifname, is_cni_identifier, MAX_CONTAINER_ID};
 
 /// One pod interface, the unit of allocation (CNI's "attachment"): a repeated ADD or DEL with the
 /// same key is idempotent.
@@ -25,23 +26,10 @@ pub struct AttachmentKey {
     pub ifname: String,
 }
 
-/// The longest container id podnetd takes. CNI sets no limit; this one
-/// only bounds what a request can make the daemon hold.
-pub const MAX_CONTAINER_ID: usize = 4096;
-
-/// CNI's identifier pattern, `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`: container
-/// ids (CNI_CONTAINERID) and network names.
-pub fn is_cni_identifier(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 impl AttachmentKey {
     /// The key as a plugin can send it: the container id by CNI's pattern
-    /// (and at most [`MAX_CONTAINER_ID`] bytes), the ifname a name the
-    /// kernel takes (1-15 bytes, not `.` or `..`, no '/', ':', NUL or
-    /// space, 0xA0 included). The daemon checks every key it is sent.
+    /// (at most [`MAX_CONTAINER_ID`] bytes), the ifname one the kernel
+    /// takes ([`check_ifname`]). The daemon checks every key it is sent.
     pub fn validate(&self) -> Result<(), String> {
         if self.container_id.len() > MAX_CONTAINER_ID || !is_cni_identifier(&self.container_id) {
             return Err(format!(
@@ -49,17 +37,7 @@ impl AttachmentKey {
                 self.container_id.chars().take(64).collect::<String>()
             ));
         }
-        let name = &self.ifname;
-        let bad_byte = name
-            .bytes()
-            .any(|b| matches!(b, b'/' | b':' | 0 | b' ' | b'\t'..=b'\r' | 0xA0));
-        if name.is_empty() || name.len() > 15 || name == "." || name == ".." || bad_byte {
-            return Err(format!(
-                "ifname {:?} is not an interface name",
-                name.chars().take(32).collect::<String>()
-            ));
-        }
-        Ok(())
+        check_ifname(&self.ifname)
     }
 }
 
@@ -81,6 +59,16 @@ pub struct Allocation {
     pub netns: Option<String>,
     /// Seconds since the Unix epoch.
     pub created_unix: u64,
+}
+
+impl Allocation {
+    /// Every address inside one of `cidrs` (the node's): false for a pod
+    /// left on a former node CIDR, which peers no longer route to.
+    pub fn within(&self, cidrs: &[IpNetwork]) -> bool {
+        self.ips
+            .iter()
+            .all(|ip| cidrs.iter().any(|c| c.contains(ip.ip())))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -587,13 +575,12 @@ impl<S: PoolStore> Pool<S> {
     /// Allocations holding an address outside the current ranges: pods from before the node's
     /// CIDRs changed, which peers no longer route to and must be recreated.
     pub fn outside_ranges(&self) -> Result<Vec<Allocation>, IpamError> {
-        let layout = self.layout();
-        let inside = |ip: &IpNetwork| layout.ranges.iter().any(|r| r.net.contains(ip.ip()));
+        let cidrs = self.layout().config.ranges.clone();
         Ok(self
             .store
             .list()?
             .into_iter()
-            .filter(|a| !a.ips.iter().all(inside))
+            .filter(|a| !a.within(&cidrs))
             .collect())
     }
 

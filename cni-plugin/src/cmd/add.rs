@@ -58,6 +58,7 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
             &netns,
             &mut host_nl,
             &mut pod_nl,
+            &host_name,
             pod_mac.clone(),
         ),
         Err(_) => Ok(None),
@@ -91,7 +92,16 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
                 names::bridge_mac(conf.bridge.as_str()),
                 None,
             )?;
-            wire(args, conf, &netns, &mut host_nl, &mut pod_nl, pod_mac)?.ok_or_else(|| {
+            wire(
+                args,
+                conf,
+                &netns,
+                &mut host_nl,
+                &mut pod_nl,
+                &host_name,
+                pod_mac,
+            )?
+            .ok_or_else(|| {
                 PluginError::Kernel(NetlinkError::kernel(
                     format!("ip link show {}", conf.bridge),
                     std::io::Error::other("the bridge vanished right after it was created"),
@@ -182,6 +192,7 @@ fn wire(
     netns: &NetNs,
     host_nl: &mut Netlink,
     pod_nl: &mut Netlink,
+    host_name: &str,
     pod_mac: Option<Vec<u8>>,
 ) -> Result<Option<Wired>, PluginError> {
     let ifname = args.ifname();
@@ -202,10 +213,9 @@ fn wire(
         Some(m) => m,
         None => detect_mtu(host_nl)?,
     };
-    let host_name = names::host_veth_name(container_id, ifname);
     let host_mac = names::host_veth_mac(container_id, ifname);
     let pair = link::VethPair {
-        host_name: &host_name,
+        host_name,
         host_mac,
         pod_name: ifname,
         pod_mac,
@@ -216,14 +226,14 @@ fn wire(
     match link::add_veth(host_nl, &pair) {
         Err(e) if e.is_exists() => {
             return Err(PluginError::InterfaceExists {
-                ifname: host_name,
+                ifname: host_name.to_string(),
                 netns: "the node".to_string(),
             })
         }
         other => other?,
     }
     if conf.hairpin_mode {
-        if let Some(host) = link::get_link(host_nl, &host_name)? {
+        if let Some(host) = link::get_link(host_nl, host_name)? {
             link::set_hairpin(host_nl, host.index, true)?;
         }
     }
@@ -237,7 +247,7 @@ fn wire(
     Ok(Some(Wired {
         bridge_index: bridge.index,
         mtu,
-        host_name,
+        host_name: host_name.to_string(),
         host_mac,
         pod,
     }))

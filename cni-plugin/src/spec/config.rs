@@ -190,7 +190,7 @@ fn show(v: &Value) -> String {
 
 /// Network names as libcni validates them: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`.
 fn valid_network_name(name: &str) -> bool {
-    podnet_ipam::pool::is_cni_identifier(name)
+    podnet_ipam::ident::is_cni_identifier(name)
 }
 
 /// A plugin binary name: non-empty, nothing a file path would split on.

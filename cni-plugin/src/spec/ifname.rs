@@ -2,13 +2,8 @@
 
 use std::fmt;
 
-/// Longest interface name the kernel accepts (IFNAMSIZ - 1), in bytes.
-const MAX_LEN: usize = 15;
-
-/// A Linux network interface name, validated as the CNI reference
-/// (`utils.ValidateInterfaceName`) and the kernel's `dev_valid_name` do:
-/// non-empty, at most 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
-/// NUL is also rejected (the kernel would truncate the name there).
+/// A Linux network interface name, validated once
+/// ([`podnet_ipam::ident::check_ifname`], the rule podnetd applies too).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IfName(String);
 
@@ -18,35 +13,7 @@ impl IfName {
     }
 
     fn validate(name: &str) -> Result<(), String> {
-        if name.is_empty() {
-            return Err("interface name is empty".to_owned());
-        }
-        if name.len() > MAX_LEN {
-            return Err(format!(
-                "interface name {name:?} is too long: {} bytes, at most {MAX_LEN} allowed",
-                name.len()
-            ));
-        }
-        if name == "." || name == ".." {
-            return Err(format!("interface name must not be {name:?}"));
-        }
-        if let Some(c) = name
-            .chars()
-            .find(|&c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
-        {
-            return Err(format!(
-                "interface name {name:?} contains {c:?}; '/', ':' and whitespace are not allowed"
-            ));
-        }
-        // The kernel checks bytes, with its own isspace(), which takes
-        // Latin-1's no-break space (0xA0) for a space: inside a UTF-8
-        // character such as 'à' (0xC3 0xA0) it refuses the name.
-        if name.bytes().any(|b| b == 0xA0) {
-            return Err(format!(
-                "interface name {name:?} contains the byte 0xA0, which the kernel takes for a space"
-            ));
-        }
-        Ok(())
+        podnet_ipam::ident::check_ifname(name)
     }
 }
 
