@@ -304,6 +304,7 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
         tracing::info!(?installed, "installed the plugins");
     }
     let portmap = config.cni_bin_dir.join("portmap").is_file();
+    let mut runtime_unknown = false;
     let cni_version = match (&config.conflist_cni_version[..], &config.cri_socket) {
         ("1.0.0", _) => podnet_cni::spec::CniVersion::V1_0_0,
         ("1.1.0", _) | (_, None) => podnet_cni::spec::CniVersion::LATEST,
@@ -314,22 +315,22 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
                 v
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot ask the runtime its version; writing 1.1.0");
-                podnet_cni::spec::CniVersion::LATEST
+                runtime_unknown = true;
+                let v = cniconf::version_without_runtime(&config.cni_conf_dir);
+                tracing::warn!(error = %e, cni_version = %v, "cannot ask the runtime its version yet; keeping the previous choice");
+                v
             }
         },
     };
-    let path = cniconf::write_conflist(
-        &config.cni_conf_dir,
-        &cniconf::ConfList {
-            bridge: &config.bridge,
-            mtu: pod_mtu,
-            socket: &config.socket(),
-            spool_dir: &config.spool_dir,
+    let path = write_conflist(&config, pod_mtu, portmap, cni_version)?;
+    if runtime_unknown {
+        tokio::spawn(settle_conflist_version(
+            config.clone(),
+            pod_mtu,
             portmap,
             cni_version,
-        },
-    )?;
+        ));
+    }
     tracing::info!(path = %path.display(), mtu = pod_mtu, "ready: CNI configuration written");
 
     tokio::select! {
@@ -389,6 +390,59 @@ fn forget_connections(net: Arc<NodeNet>) -> std::sync::mpsc::Sender<Vec<std::net
         }
     });
     tx
+}
+
+fn write_conflist(
+    config: &DaemonConfig,
+    mtu: u32,
+    portmap: bool,
+    cni_version: podnet_cni::spec::CniVersion,
+) -> Result<std::path::PathBuf, DaemonError> {
+    cniconf::write_conflist(
+        &config.cni_conf_dir,
+        &cniconf::ConfList {
+            bridge: &config.bridge,
+            mtu,
+            socket: &config.socket(),
+            spool_dir: &config.spool_dir,
+            portmap,
+            cni_version,
+        },
+    )
+}
+
+/// Asks the runtime again until it answers (it may be restarting with
+/// podnetd), then rewrites the conflist if its version was not the one
+/// this runtime needs.
+async fn settle_conflist_version(
+    config: DaemonConfig,
+    mtu: u32,
+    portmap: bool,
+    written: podnet_cni::spec::CniVersion,
+) {
+    let Some(socket) = config.cri_socket.clone() else {
+        return;
+    };
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
+        let Ok((name, version)) = crate::cri::runtime(&socket).await else {
+            continue;
+        };
+        let wanted = cniconf::version_for_runtime(&name, &version);
+        if wanted != written {
+            match write_conflist(&config, mtu, portmap, wanted) {
+                Ok(_) => {
+                    tracing::info!(runtime = %name, %version, cni_version = %wanted, "the runtime answered: conflist rewritten")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "rewriting the conflist for the runtime failed")
+                }
+            }
+        }
+        return;
+    }
 }
 
 async fn reclaim_loop(svc: Arc<Service<SledPoolStore>>, spool: Spool, config: DaemonConfig) {

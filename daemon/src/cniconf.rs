@@ -41,6 +41,22 @@ pub fn version_for_runtime(name: &str, version: &str) -> CniVersion {
     }
 }
 
+/// The `cniVersion` of the conflist already in `conf_dir` (a previous
+/// run's choice for this node's runtime), if there is a readable one.
+pub fn version_on_disk(conf_dir: &Path) -> Option<CniVersion> {
+    let text = std::fs::read(conf_dir.join(CONFLIST_NAME)).ok()?;
+    let doc: Value = serde_json::from_slice(&text).ok()?;
+    CniVersion::parse(doc["cniVersion"].as_str()?)
+}
+
+/// The version to write while the runtime cannot be asked: the previous
+/// run's choice, else 1.0.0, which every runtime reads. Writing 1.1.0 to
+/// containerd 1.6 would strand every pod it set up under 1.0.0: its DEL
+/// cannot convert the cached 1.0.0 result to 1.1.0 and fails for good.
+pub fn version_without_runtime(conf_dir: &Path) -> CniVersion {
+    version_on_disk(conf_dir).unwrap_or(CniVersion::V1_0_0)
+}
+
 impl ConfList<'_> {
     pub fn to_json(&self) -> Value {
         let mut plugins = vec![json!({
@@ -129,16 +145,20 @@ pub fn install_plugins(bin_dir: &Path) -> Result<Vec<PathBuf>, DaemonError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn conflist_is_a_valid_podnet_configuration() {
-        let c = ConfList {
+    fn sample() -> ConfList<'static> {
+        ConfList {
             bridge: "podnet0",
             mtu: 1450,
             socket: Path::new("/run/podnet/ipam.sock"),
             spool_dir: Path::new("/var/lib/podnet/spool"),
             portmap: true,
             cni_version: CniVersion::LATEST,
-        };
+        }
+    }
+
+    #[test]
+    fn conflist_is_a_valid_podnet_configuration() {
+        let c = sample();
         let doc = c.to_json();
         assert_eq!(doc["cniVersion"], "1.1.0");
         assert_eq!(doc["cniVersions"][3], "1.1.0");
@@ -154,6 +174,18 @@ mod tests {
         // the port it left from.
         assert!(conf.hairpin_mode);
         assert_eq!(conf.ipam.unwrap().plugin_type, "podnet-ipam");
+    }
+
+    #[test]
+    fn without_the_runtime_the_previous_choice_stands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(version_without_runtime(dir.path()), CniVersion::V1_0_0);
+        let mut conf = sample();
+        conf.cni_version = CniVersion::LATEST;
+        write_conflist(dir.path(), &conf).expect("write");
+        assert_eq!(version_without_runtime(dir.path()), CniVersion::LATEST);
+        std::fs::write(dir.path().join(CONFLIST_NAME), b"{not json").expect("write");
+        assert_eq!(version_without_runtime(dir.path()), CniVersion::V1_0_0);
     }
 
     #[test]

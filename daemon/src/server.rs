@@ -140,16 +140,16 @@ async fn handle<S: PoolStore + 'static>(
     tokio::time::timeout(READ_DEADLINE, reader.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request in time"))??;
-    let response = match serde_json::from_str::<Request>(&line) {
+    let response = match Request::decode(line.as_bytes()) {
         Ok(req) => tokio::task::spawn_blocking(move || svc.handle(req))
             .await
             .unwrap_or_else(|e| Response::Error {
                 kind: ErrorKind::Internal,
                 message: format!("request handler failed: {e}"),
             }),
-        Err(e) => Response::Error {
+        Err(message) => Response::Error {
             kind: ErrorKind::InvalidRequest,
-            message: format!("unreadable request: {e}"),
+            message,
         },
     };
     let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;

@@ -87,20 +87,8 @@ impl<S: PoolStore> Service<S> {
         self.pool.config().ranges
     }
 
+    /// Serves a request [`Request::decode`] has accepted.
     pub fn handle(&self, req: Request) -> Response {
-        // Every key is checked here too, not only by the plugin: the
-        // socket is root's, but a key is still never trusted.
-        let keys: Vec<&AttachmentKey> = match &req {
-            Request::Add { key, .. } | Request::Del { key } | Request::Check { key } => vec![key],
-            Request::Gc { valid } => valid.iter().collect(),
-            _ => Vec::new(),
-        };
-        if let Some(reason) = keys.iter().find_map(|k| k.validate().err()) {
-            return Response::Error {
-                kind: ErrorKind::InvalidRequest,
-                message: reason,
-            };
-        }
         match req {
             Request::Add {
                 key,

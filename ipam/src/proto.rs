@@ -38,6 +38,24 @@ pub enum Request {
     Report { verb: String, micros: u64, ok: bool },
 }
 
+impl Request {
+    /// Reads one request line as podnetd accepts it: the JSON, and every
+    /// key in it valid (a key is never trusted, even from root's socket).
+    pub fn decode(line: &[u8]) -> Result<Request, String> {
+        let req: Request =
+            serde_json::from_slice(line).map_err(|e| format!("unreadable request: {e}"))?;
+        let keys: &[AttachmentKey] = match &req {
+            Request::Add { key, .. } | Request::Del { key } | Request::Check { key } => {
+                std::slice::from_ref(key)
+            }
+            Request::Gc { valid } => valid,
+            Request::Status | Request::List | Request::Report { .. } => &[],
+        };
+        keys.iter().try_for_each(AttachmentKey::validate)?;
+        Ok(req)
+    }
+}
+
 /// Adjacently tagged: an internally tagged enum is buffered by serde,
 /// which cannot hold the u128 capacities of IPv6 pools.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +110,21 @@ pub enum ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_refuses_any_bad_key_even_inside_a_gc_list() {
+        let good = br#"{"op":"gc","valid":[{"container_id":"c1","ifname":"eth0"}]}"#;
+        assert!(Request::decode(good).is_ok());
+        for bad in [
+            &br#"{"op":"gc","valid":[{"container_id":"c1","ifname":"eth0"},{"container_id":"../x","ifname":"eth0"}]}"#[..],
+            br#"{"op":"del","key":{"container_id":"c1","ifname":""}}"#,
+            br#"{"op":"add","key":{"container_id":"","ifname":"eth0"},"netns":null,"requested":[]}"#,
+            br#"{"op":"nothing"}"#,
+            b"\xff",
+        ] {
+            assert!(Request::decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn wire_shape_is_stable() {

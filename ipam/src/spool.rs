@@ -73,7 +73,7 @@ impl Spool {
                 continue;
             }
             let Ok(bytes) = fs::read(&path) else { continue };
-            match serde_json::from_slice::<AttachmentKey>(&bytes) {
+            match parse_record(&bytes) {
                 Ok(key) => out.push((path, key)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "unreadable spool record")
@@ -93,6 +93,14 @@ impl Spool {
     }
 }
 
+/// One record's key: its JSON, and a key podnetd would accept (a record
+/// is a file anyone with root could have written).
+pub fn parse_record(bytes: &[u8]) -> Result<AttachmentKey, String> {
+    let key: AttachmentKey = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    key.validate()?;
+    Ok(key)
+}
+
 /// FNV-1a over the key's fields, each length-prefixed: stable across
 /// processes and releases (std's hasher is seeded per process).
 fn key_hash(key: &AttachmentKey) -> u64 {
@@ -110,6 +118,19 @@ fn key_hash(key: &AttachmentKey) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_with_a_bad_key_is_never_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        std::fs::write(
+            dir.path().join("release.0.0.0.json"),
+            br#"{"container_id":"../../etc","ifname":"eth0"}"#,
+        )
+        .unwrap();
+        assert!(spool.pending().unwrap().is_empty());
+        assert!(parse_record(br#"{"container_id":"c1","ifname":"eth0"}"#).is_ok());
+    }
 
     #[test]
     fn a_record_is_listed_until_done() {

@@ -4,6 +4,7 @@
 
 pub mod bins;
 mod cbuild;
+pub mod churn;
 pub mod cleanup;
 pub mod cluster;
 pub mod containerd;

@@ -424,3 +424,23 @@ fn podnetd_reclaims_pods_containerd_forgot() {
     });
     c.assert_clean(0);
 }
+
+/// Found by crash-inject: podnetd restarted while containerd was down wrote
+/// a 1.1.0 conflist, and containerd 1.6 then failed every DEL of the pods
+/// it had set up under 1.0.0 ("no converter for CNI result version 1.0.0 to
+/// 1.1.0"): their addresses and veths stayed for good.
+#[test]
+fn podnetd_restarted_while_containerd_is_down_keeps_its_conflist_version() {
+    let mut c = start(1);
+    let pod = c.run(0, "survivor");
+    c.runtimes[0].kill9();
+    {
+        let node = c.cluster.node_mut(0);
+        node.daemon.kill9();
+        node.daemon.restart(&node.ns);
+        assert_eq!(node.daemon.written_conf()["cniVersion"], "1.0.0");
+    }
+    c.runtimes[0].launch();
+    c.tear_down(0, std::slice::from_ref(&pod.id));
+    c.assert_clean(0);
+}
