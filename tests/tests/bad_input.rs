@@ -2,6 +2,7 @@
 //! nothing: no link, no address reserved.
 
 use podnet_tests::bins;
+use podnet_tests::daemon::{DaemonOpts, TestDaemon};
 use podnet_tests::netns::TestNetns;
 use podnet_tests::node::{path_str, TestNode};
 use podnet_tests::plugin::{exec, Invocation, PluginOutput};
@@ -426,4 +427,388 @@ fn hostile_input_table() {
     node.del(Some(&pod), &long_id, &good);
     assert!(node.host_veths().is_empty());
     assert!(node.reserved("podnet").is_empty());
+}
+
+/// The hostile table for the other verbs: DEL, CHECK, STATUS, GC and
+/// VERSION with invalid, oversized, traversal and odd-byte input. Each gets
+/// its documented code, and a live pod on the same node keeps its link, its
+/// address and its reservation whatever they were sent (a malformed GC list
+/// above all must never read as "nothing is valid").
+#[test]
+fn hostile_input_for_every_verb() {
+    let node = TestNode::new(26);
+    let live = TestNetns::new("live");
+    let other = TestNetns::new("pod");
+    // podnetd's IPAM: Debian's host-local does not speak 1.1.0 (STATUS, GC).
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let good = json!({
+        "cniVersion": "1.1.0",
+        "name": "podnet",
+        "type": "podnet",
+        "bridge": "podnet0",
+        "ipam": daemon.ipam_conf(),
+    });
+    let result = node.add(&live, "live", &good);
+    let live_ip = result["ips"][0]["address"].as_str().unwrap().to_string();
+    let mut with_prev = good.clone();
+    with_prev["prevResult"] = result.clone();
+
+    let run = |verb: &str,
+               id: &str,
+               ifname: &str,
+               netns: Option<&str>,
+               stdin: &[u8],
+               env: &[(&str, &str)]| {
+        let podnet = bins::podnet();
+        exec(
+            &node.ns,
+            &Invocation {
+                plugin: &podnet,
+                command: verb,
+                container_id: id,
+                netns,
+                ifname,
+                cni_path: node.cni_path(),
+                stdin,
+                env,
+            },
+        )
+    };
+    let other_path = path_str(other.path());
+    let live_path = path_str(live.path());
+    let oversized = format!(
+        "{{\"cniVersion\":\"1.1.0\",\"pad\":\"{}\"}}",
+        "x".repeat(1 << 20)
+    );
+    let with = |field: &str, value: Value| {
+        let mut c = good.clone();
+        c[field] = value;
+        c.to_string().into_bytes()
+    };
+    let with_prev_field = |field: &str, value: Value| {
+        let mut c = with_prev.clone();
+        c[field] = value;
+        c.to_string().into_bytes()
+    };
+    let gc_with = |valid: Value| {
+        let mut c = good.clone();
+        c["cni.dev/valid-attachments"] = valid;
+        c.to_string().into_bytes()
+    };
+    let good_bytes = good.to_string().into_bytes();
+    let prev_bytes = with_prev.to_string().into_bytes();
+
+    // (what, verb, container id, ifname, netns, stdin, expected code)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u64,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "DEL ifname traversal",
+            "DEL",
+            "live",
+            "../x",
+            Some(&live_path),
+            good_bytes.clone(),
+            4,
+        ),
+        (
+            "DEL ifname 0xA0",
+            "DEL",
+            "live",
+            "e\u{e0}",
+            Some(&live_path),
+            good_bytes.clone(),
+            4,
+        ),
+        (
+            "DEL container id traversal",
+            "DEL",
+            "../live",
+            "eth0",
+            Some(&live_path),
+            good_bytes.clone(),
+            4,
+        ),
+        (
+            "DEL container id odd bytes",
+            "DEL",
+            "liv\u{e9}",
+            "eth0",
+            Some(&live_path),
+            good_bytes.clone(),
+            4,
+        ),
+        (
+            "DEL netns a file",
+            "DEL",
+            "x",
+            "eth0",
+            Some("/etc/passwd"),
+            good_bytes.clone(),
+            4,
+        ),
+        (
+            "DEL not JSON",
+            "DEL",
+            "live",
+            "eth0",
+            Some(&live_path),
+            b"{\"cniVersion\":".to_vec(),
+            6,
+        ),
+        (
+            "DEL oversized",
+            "DEL",
+            "live",
+            "eth0",
+            Some(&live_path),
+            oversized.clone().into_bytes(),
+            2,
+        ),
+        (
+            "DEL version unknown",
+            "DEL",
+            "live",
+            "eth0",
+            Some(&live_path),
+            with("cniVersion", json!("9.9.9")),
+            1,
+        ),
+        (
+            "DEL bridge traversal",
+            "DEL",
+            "live",
+            "eth0",
+            Some(&live_path),
+            with("bridge", json!("..")),
+            7,
+        ),
+        (
+            "CHECK without prevResult",
+            "CHECK",
+            "live",
+            "eth0",
+            Some(&live_path),
+            good_bytes.clone(),
+            7,
+        ),
+        (
+            "CHECK container id traversal",
+            "CHECK",
+            "../live",
+            "eth0",
+            Some(&live_path),
+            prev_bytes.clone(),
+            4,
+        ),
+        (
+            "CHECK ifname traversal",
+            "CHECK",
+            "live",
+            "../x",
+            Some(&live_path),
+            prev_bytes.clone(),
+            4,
+        ),
+        (
+            "CHECK netns a FIFO-free device",
+            "CHECK",
+            "live",
+            "eth0",
+            Some("/dev/null"),
+            prev_bytes.clone(),
+            4,
+        ),
+        (
+            "CHECK another pod's namespace",
+            "CHECK",
+            "live",
+            "eth0",
+            Some(&other_path),
+            prev_bytes.clone(),
+            103,
+        ),
+        (
+            "CHECK prevResult not a result",
+            "CHECK",
+            "live",
+            "eth0",
+            Some(&live_path),
+            with_prev_field("prevResult", json!({"ips": "x"})),
+            7,
+        ),
+        (
+            "CHECK on 0.3.1",
+            "CHECK",
+            "live",
+            "eth0",
+            Some(&live_path),
+            with_prev_field("cniVersion", json!("0.3.1")),
+            1,
+        ),
+        (
+            "STATUS version unknown",
+            "STATUS",
+            "",
+            "",
+            None,
+            with("cniVersion", json!("1.1.0/../0.1")),
+            1,
+        ),
+        (
+            "STATUS on 1.0.0",
+            "STATUS",
+            "",
+            "",
+            None,
+            with("cniVersion", json!("1.0.0")),
+            1,
+        ),
+        (
+            "STATUS bridge odd byte",
+            "STATUS",
+            "",
+            "",
+            None,
+            with("bridge", json!("br\u{e0}")),
+            7,
+        ),
+        (
+            "STATUS not JSON",
+            "STATUS",
+            "",
+            "",
+            None,
+            b"\xff\xfe".to_vec(),
+            6,
+        ),
+        (
+            "GC without a list",
+            "GC",
+            "",
+            "",
+            None,
+            good_bytes.clone(),
+            7,
+        ),
+        (
+            "GC list not a list",
+            "GC",
+            "",
+            "",
+            None,
+            gc_with(json!("live")),
+            7,
+        ),
+        (
+            "GC entry without ifname",
+            "GC",
+            "",
+            "",
+            None,
+            gc_with(json!([{"containerID": "live"}])),
+            7,
+        ),
+        (
+            "GC entry traversal",
+            "GC",
+            "",
+            "",
+            None,
+            gc_with(json!([{"containerID": "../live", "ifname": "eth0"}])),
+            7,
+        ),
+        (
+            "GC entry odd ifname",
+            "GC",
+            "",
+            "",
+            None,
+            gc_with(json!([{"containerID": "live", "ifname": "e\u{e0}"}])),
+            7,
+        ),
+        (
+            "GC on 1.0.0",
+            "GC",
+            "",
+            "",
+            None,
+            {
+                let mut c = good.clone();
+                c["cniVersion"] = json!("1.0.0");
+                c["cni.dev/valid-attachments"] = json!([]);
+                c.to_string().into_bytes()
+            },
+            1,
+        ),
+        (
+            "VERSION not JSON",
+            "VERSION",
+            "",
+            "",
+            None,
+            b"{".to_vec(),
+            6,
+        ),
+        (
+            "VERSION version not a string",
+            "VERSION",
+            "",
+            "",
+            None,
+            br#"{"cniVersion": 1}"#.to_vec(),
+            7,
+        ),
+        (
+            "command lower case",
+            "del",
+            "live",
+            "eth0",
+            Some(&live_path),
+            good_bytes.clone(),
+            4,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, verb, id, ifname, netns, stdin, code) in &cases {
+        let out = run(verb, id, ifname, *netns, stdin, &[]);
+        let got = if out.code == Some(1) {
+            out.err_code()
+        } else {
+            0
+        };
+        if got != *code {
+            wrong.push(format!(
+                "{what}: expected {code}, got {got}: {}",
+                out.stdout
+            ));
+        }
+        // The live pod is untouched, whatever the verb was sent.
+        assert_eq!(
+            node.host_veths().len(),
+            1,
+            "{what} removed the live pod's veth"
+        );
+        assert_eq!(
+            daemon.allocations().len(),
+            1,
+            "{what} released the live pod's address"
+        );
+        let addrs = live.addresses("eth0");
+        assert!(
+            addrs.contains(&live_ip),
+            "{what} changed the live pod's eth0: {addrs:?}, not {live_ip}"
+        );
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    node.del(Some(&live), "live", &good);
+    assert!(node.host_veths().is_empty());
+    assert!(daemon.allocations().is_empty());
 }

@@ -500,9 +500,24 @@ fn parse_attachment(n: usize, v: &Value) -> Result<Attachment, ConfigError> {
             "must be a non-empty string",
         )),
     };
+    // A malformed entry makes the whole list untrustworthy: GC refuses
+    // rather than treat the attachment it names as not valid (and delete a
+    // live pod's link).
+    let container_id = get("containerID")?;
+    if container_id.len() > podnet_ipam::ident::MAX_CONTAINER_ID
+        || !podnet_ipam::ident::is_cni_identifier(&container_id)
+    {
+        return Err(invalid(
+            format!("{field}.containerID"),
+            format!("{container_id:?} is not a CNI container id"),
+        ));
+    }
+    let ifname = get("ifname")?;
+    podnet_ipam::ident::check_ifname(&ifname)
+        .map_err(|reason| invalid(format!("{field}.ifname"), reason))?;
     Ok(Attachment {
-        container_id: get("containerID")?,
-        ifname: get("ifname")?,
+        container_id,
+        ifname,
     })
 }
 
@@ -975,6 +990,14 @@ mod tests {
             ("args", json!("K8S_POD_NAME=x")),
             ("prevResult", json!([])),
             ("cni.dev/valid-attachments", json!({})),
+            (
+                "cni.dev/valid-attachments",
+                json!([{"containerID": "../c1", "ifname": "eth0"}]),
+            ),
+            (
+                "cni.dev/valid-attachments",
+                json!([{"containerID": "c1", "ifname": "eth0:1"}]),
+            ),
         ] {
             assert_eq!(
                 code_of(&with(minimal(), key, v.clone())),

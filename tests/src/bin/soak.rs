@@ -102,7 +102,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     // The bridge's own IPv6 link-local address (and its route) appear a
     // moment after its first port: the baseline is taken after a warm-up.
     let mut next_sample = WARM_UP;
-    while started.elapsed() < Duration::from_secs(opts.seconds) || samples.len() < 2 {
+    loop {
         let ids: Vec<String> = (0..pods.len())
             .map(|i| format!("soak-{cycles}-{i}"))
             .collect();
@@ -138,7 +138,9 @@ fn run(opts: &Opts) -> Result<String, String> {
             }
         }
         cycles += 1;
-        if started.elapsed() >= next_sample {
+        let done = started.elapsed() >= Duration::from_secs(opts.seconds) && !samples.is_empty();
+        // Every `--sample-seconds`, and once more at the end.
+        if started.elapsed() >= next_sample || done {
             next_sample += Duration::from_secs(opts.sample_seconds);
             let s = Sample {
                 at: started.elapsed(),
@@ -158,6 +160,9 @@ fn run(opts: &Opts) -> Result<String, String> {
                 s.kernel
             );
             samples.push(s);
+        }
+        if done {
+            break;
         }
         if cleanup::stopping() {
             return Err("interrupted".into());
