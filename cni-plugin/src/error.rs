@@ -40,8 +40,6 @@ pub enum PluginError {
         gateway: std::net::IpAddr,
         address: ipnetwork::IpNetwork,
     },
-    #[error("runtimeConfig.mac {0:?} is not a MAC address like 02:42:ac:11:00:02")]
-    BadMac(String),
     #[error("ipam section: {message}")]
     IpamConfig {
         unknown_field: bool,
@@ -146,7 +144,6 @@ impl PluginError {
             Self::IpamResult { .. } | Self::IpamNoAddress(_) | Self::IpamGateway { .. } => {
                 ErrorCode::IPAM
             }
-            Self::BadMac(_) => ErrorCode::INVALID_CONFIG,
             Self::Ipam(e) => e.code(),
             Self::IpamConfig {
                 unknown_field: true,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod ipam;
 pub mod ipam_plugin;
 pub mod logging;
+pub mod mac;
 pub mod names;
 pub mod netlink;
 pub mod skel;

@@ -37,13 +37,11 @@ pub struct Desired {
     pub fdb: BTreeMap<[u8; 6], IpAddr>,
 }
 
+/// A peer's VTEP MAC from its record; `None` when it is not one.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let parts: Vec<u8> = text
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    parts.try_into().ok()
+    text.parse::<podnet_cni::mac::MacAddr>()
+        .ok()
+        .map(|m| m.octets())
 }
 
 fn ours(dst: IpNetwork, gw: IpAddr, oif: u32, onlink: bool) -> RouteEntry {

@@ -377,3 +377,19 @@ fn configuration_larger_than_a_pipe_page_reaches_the_ipam_plugin() {
     assert!(node.reserved("podnet").is_empty());
     assert!(!pod.link_names().contains(&"eth0".to_string()));
 }
+
+/// `runtimeConfig.mac` in the dashed form passed validation and then failed
+/// ADD (a second parser took colons only): now read once, either form.
+#[test]
+fn dashed_mac_from_the_runtime_is_the_pods_mac() {
+    let node = TestNode::new(3);
+    let pod = TestNetns::new("pod");
+    let mut conf = node.conf("1.0.0");
+    conf["runtimeConfig"] = json!({"mac": "02-00-00-AA-BB-CC"});
+    let result = node.add(&pod, "dashed", &conf);
+    assert_eq!(result["interfaces"][1]["mac"], "02:00:00:aa:bb:cc");
+    let link = &pod.ip_json(&["link", "show", "dev", "eth0"])[0];
+    assert_eq!(link["address"], "02:00:00:aa:bb:cc");
+    node.del(Some(&pod), "dashed", &conf);
+    assert!(node.host_veths().is_empty());
+}

@@ -6,6 +6,7 @@ use ipnetwork::IpNetwork;
 
 use crate::error::PluginError;
 use crate::ipam;
+use crate::mac::MacAddr;
 use crate::names;
 use crate::netlink::netns::NetNs;
 use crate::netlink::{addr, link, route, Netlink, NetlinkError};
@@ -16,10 +17,7 @@ use crate::spec::{CniResult, Interface, IpConfig, NetConf, Route};
 const FALLBACK_MTU: u32 = 1500;
 
 pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
-    let pod_mac = match conf.runtime_config.mac.as_deref() {
-        Some(text) => Some(parse_mac(text).ok_or_else(|| PluginError::BadMac(text.to_string()))?),
-        None => None,
-    };
+    let pod_mac = conf.runtime_config.mac;
     let netns_path = args.netns.clone().unwrap_or_default();
     let netns = NetNs::open(&netns_path).map_err(PluginError::from_netns)?;
     let mut pod_nl = netns.netlink_in_place().map_err(PluginError::from_netns)?;
@@ -59,7 +57,7 @@ pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, Plugi
             &mut host_nl,
             &mut pod_nl,
             &host_name,
-            pod_mac.clone(),
+            pod_mac,
         ),
         Err(_) => Ok(None),
     };
@@ -166,15 +164,6 @@ fn detect_mtu(host_nl: &mut Netlink) -> Result<u32, NetlinkError> {
         .unwrap_or(FALLBACK_MTU))
 }
 
-fn parse_mac(text: &str) -> Option<Vec<u8>> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    (bytes.len() == 6).then_some(bytes)
-}
-
 /// The links of one attachment, wired before the addresses are known.
 struct Wired {
     bridge_index: u32,
@@ -193,7 +182,7 @@ fn wire(
     host_nl: &mut Netlink,
     pod_nl: &mut Netlink,
     host_name: &str,
-    pod_mac: Option<Vec<u8>>,
+    pod_mac: Option<MacAddr>,
 ) -> Result<Option<Wired>, PluginError> {
     let ifname = args.ifname();
     let container_id = args.container_id();
@@ -413,15 +402,5 @@ mod tests {
         assert_eq!(routes[0].gw, Some("10.1.2.1".parse().unwrap()));
         assert_eq!(routes[1].dst, "::/0".parse().unwrap());
         assert_eq!(routes[1].gw, Some("fd00::1".parse().unwrap()));
-    }
-
-    #[test]
-    fn mac_parsing() {
-        assert_eq!(
-            parse_mac("02:00:00:aa:bb:cc"),
-            Some(vec![2, 0, 0, 0xaa, 0xbb, 0xcc])
-        );
-        assert_eq!(parse_mac("02:00:00:aa:bb"), None);
-        assert_eq!(parse_mac("zz:00:00:aa:bb:cc"), None);
     }
 }

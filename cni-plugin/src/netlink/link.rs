@@ -1,5 +1,6 @@
 //! Links: lookups, the node bridge, veth pairs, removal.
 
+use crate::mac::MacAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
@@ -65,12 +66,7 @@ impl Link {
     }
 }
 
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use crate::mac::format_mac;
 
 /// Equivalent to `ip link show dev NAME`; `None` when there is none.
 pub fn get_link(nl: &mut Netlink, name: &str) -> Result<Option<Link>, NetlinkError> {
@@ -165,7 +161,7 @@ pub struct VethPair<'a> {
     pub host_name: &'a str,
     pub host_mac: [u8; 6],
     pub pod_name: &'a str,
-    pub pod_mac: Option<Vec<u8>>,
+    pub pod_mac: Option<MacAddr>,
     pub pod_netns: BorrowedFd<'a>,
     pub mtu: u32,
     pub bridge_index: u32,
@@ -183,8 +179,8 @@ pub fn add_veth(nl: &mut Netlink, pair: &VethPair<'_>) -> Result<(), NetlinkErro
         .name(pair.pod_name.to_string())
         .mtu(pair.mtu)
         .setns_by_fd(pair.pod_netns.as_raw_fd());
-    if let Some(mac) = &pair.pod_mac {
-        peer = peer.address(mac.clone());
+    if let Some(mac) = pair.pod_mac {
+        peer = peer.address(mac.octets().to_vec());
     }
     let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
         .name(pair.host_name.to_string())

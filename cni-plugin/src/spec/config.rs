@@ -12,6 +12,7 @@ use super::error::ErrorCode;
 use super::ifname::IfName;
 use super::result::{parse_cidr, supported_list, CniResult, Dns, ResultError};
 use super::version::CniVersion;
+use crate::mac::{BadMac, MacAddr};
 
 /// podnet's own top-level keys.
 const OWN_KEYS: [&str; 3] = ["bridge", "mtu", "hairpinMode"];
@@ -104,8 +105,8 @@ pub struct IpamConf {
 pub struct RuntimeConfig {
     /// `ips` capability: "10.1.2.3/24" or bare "10.1.2.3" (read as /32 or /128).
     pub ips: Vec<IpNetwork>,
-    /// `mac` capability, validated as a unicast 48-bit MAC address.
-    pub mac: Option<String>,
+    /// `mac` capability: a unicast 48-bit MAC address.
+    pub mac: Option<MacAddr>,
 }
 
 /// One entry of `cni.dev/valid-attachments`.
@@ -213,37 +214,21 @@ fn required_string(obj: &Map<String, Value>, key: &'static str) -> Result<String
     }
 }
 
-/// A MAC address as `aa:bb:cc:dd:ee:ff` (also `-` separated), not multicast.
-fn check_mac(field: &str, mac: &str) -> Result<(), ConfigError> {
-    let parts: Vec<&str> = mac.split([':', '-']).collect();
-    let octets: Option<Vec<u8>> = if parts.len() == 6 {
-        parts
-            .iter()
-            .map(|p| {
-                if p.len() == 2 {
-                    u8::from_str_radix(p, 16).ok()
-                } else {
-                    None
-                }
-            })
-            .collect()
-    } else {
-        None
-    };
-    match octets {
-        None => Err(invalid(
+/// A MAC address an interface can carry: unicast, not all zeros.
+fn parse_mac(field: &str, text: &str) -> Result<MacAddr, ConfigError> {
+    let mac: MacAddr = text
+        .parse()
+        .map_err(|e: BadMac| invalid(field, e.to_string()))?;
+    if mac.is_multicast() {
+        return Err(invalid(
             field,
-            format!("{mac:?} is not a MAC address like 0a:58:0a:f4:01:05"),
-        )),
-        Some(o) if o[0] & 1 == 1 => Err(invalid(
-            field,
-            format!("{mac:?} is a multicast address; an interface needs a unicast one"),
-        )),
-        Some(o) if o.iter().all(|&b| b == 0) => {
-            Err(invalid(field, format!("{mac:?} is the all-zero address")))
-        }
-        Some(_) => Ok(()),
+            format!("{text:?} is a multicast address; an interface needs a unicast one"),
+        ));
     }
+    if mac.is_zero() {
+        return Err(invalid(field, format!("{text:?} is the all-zero address")));
+    }
+    Ok(mac)
 }
 
 impl NetConf {
@@ -474,10 +459,7 @@ fn parse_runtime_config(o: &Map<String, Value>) -> Result<RuntimeConfig, ConfigE
     let mac = match present(o, "mac") {
         None => None,
         Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => {
-            check_mac("runtimeConfig.mac", s)?;
-            Some(s.clone())
-        }
+        Some(Value::String(s)) => Some(parse_mac("runtimeConfig.mac", s)?),
         Some(v) => {
             return Err(invalid(
                 "runtimeConfig.mac",
@@ -809,7 +791,8 @@ mod tests {
             let r = parse(&doc);
             assert_eq!(r.is_ok(), ok, "{mac}: {r:?}");
             if let Ok(c) = r {
-                assert_eq!(c.runtime_config.mac.as_deref(), Some(mac));
+                let want: MacAddr = mac.parse().unwrap();
+                assert_eq!(c.runtime_config.mac, Some(want));
             }
         }
     }
