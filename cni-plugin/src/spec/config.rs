@@ -601,7 +601,7 @@ mod tests {
             c.runtime_config,
             RuntimeConfig {
                 ips: vec![net("10.244.1.9/24"), net("fd00::9/64")],
-                mac: Some("0a:58:0a:f4:01:09".into()),
+                mac: Some("0a:58:0a:f4:01:09".parse().unwrap()),
             }
         );
         assert_eq!(c.raw, doc);
