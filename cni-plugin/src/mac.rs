@@ -37,7 +37,8 @@ impl FromStr for MacAddr {
         let mut parts = text.split(sep);
         for o in &mut octets {
             let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
+            // from_str_radix alone would take "+a".
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *o = u8::from_str_radix(part, 16).map_err(|_| bad())?;
