@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use podnet_ipam::pool::RangeUsage;
+use podnet_ipam::attachment::RangeUsage;
 
 /// Bucket bounds in seconds: from a fast ADD (1 ms) to a slow resync.
 const BUCKETS: [f64; 12] = [

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use podnet_ipam::pool::{AttachmentKey, PoolStore};
+use podnet_ipam::attachment::AttachmentKey;
+use podnet_ipam::pool::PoolStore;
 
 use crate::metrics::Metrics;
 use crate::service::Service;

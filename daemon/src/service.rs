@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
+use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::error::IpamError;
-use podnet_ipam::pool::{AllocateRequest, AttachmentKey, Pool, PoolStore, SledPoolStore};
+use podnet_ipam::pool::{AllocateRequest, Pool, PoolStore, SledPoolStore};
 use podnet_ipam::proto::{ErrorKind, Request, Response};
 use podnet_ipam::spool::Spool;
 

@@ -1,7 +1,9 @@
 //! Cluster-level allocation: a node's CIDRs, leased in a store shared by all nodes.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+
+use crate::lock;
 
 use crate::addr::overlaps;
 use crate::cidr::{choose_node_cidrs, ClusterConfig, NodeLease};
@@ -51,12 +53,6 @@ enum Claim {
     Refused,
 }
 
-/// A poisoned lock only means another thread panicked; every update here is a single map operation,
-/// so the data behind it is still consistent.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Leases in process memory, for tests and tools.
 #[derive(Debug, Default)]
 pub struct MemoryClusterStore {
@@ -90,12 +86,14 @@ impl ClusterStore for MemoryClusterStore {
 ///
 /// sled locks its database to one process, so an in-process mutex is enough to make the
 /// read-check-write of `try_claim` atomic (sled transactions cannot scan a tree).
+#[cfg(feature = "sled")]
 #[derive(Debug)]
 pub struct SledClusterStore {
     tree: sled::Tree,
     claim: Mutex<()>,
 }
 
+#[cfg(feature = "sled")]
 impl SledClusterStore {
     pub fn open(tree: sled::Tree) -> Self {
         Self {
@@ -112,6 +110,7 @@ impl SledClusterStore {
     }
 }
 
+#[cfg(feature = "sled")]
 impl ClusterStore for SledClusterStore {
     fn leases(&self) -> Result<Vec<NodeLease>, IpamError> {
         self.tree
@@ -202,6 +201,7 @@ impl<S: ClusterStore> NodeCidrAllocator<S> {
 }
 
 #[cfg(test)]
+#[cfg(feature = "sled")]
 mod tests {
     use std::collections::HashSet;
     use std::sync::Arc;

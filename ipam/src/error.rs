@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use crate::pool::AttachmentKey;
+use crate::attachment::AttachmentKey;
 
 /// Everything that can go wrong in cluster- or node-level address management.
 ///
@@ -71,6 +71,7 @@ pub enum IpamError {
         requested: Vec<IpAddr>,
     },
 
+    #[cfg(feature = "sled")]
     #[error("store error")]
     Store(#[from] sled::Error),
 

@@ -3,6 +3,7 @@
 //! the sled database and serves these types over its socket.
 
 mod addr;
+pub mod attachment;
 pub mod cidr;
 pub mod client;
 pub mod cluster;
@@ -12,16 +13,28 @@ pub mod pool;
 pub mod proto;
 pub mod spool;
 
+pub use attachment::{Allocation, AttachmentKey, RangeUsage};
 pub use cidr::{choose_node_cidrs, node_cidrs, node_prefix_v4, ClusterConfig, NodeLease};
-pub use cluster::{ClusterStore, MemoryClusterStore, NodeCidrAllocator, SledClusterStore};
+#[cfg(feature = "sled")]
+pub use cluster::SledClusterStore;
+pub use cluster::{ClusterStore, MemoryClusterStore, NodeCidrAllocator};
 pub use error::IpamError;
-pub use pool::{
-    AllocateRequest, Allocation, AttachmentKey, MemoryPoolStore, Pool, PoolConfig, PoolStore,
-    RangeUsage, SledPoolStore,
-};
+#[cfg(feature = "sled")]
+pub use pool::SledPoolStore;
+pub use pool::{AllocateRequest, MemoryPoolStore, Pool, PoolConfig, PoolStore};
+
+/// A poisoned lock only means another thread panicked; no update in this
+/// crate can stop halfway (maps change only after every check passed, one
+/// operation at a time), so the data behind it is still consistent.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Helpers for this crate's tests.
 #[cfg(test)]
+#[cfg(feature = "sled")]
 mod test_util {
     use std::path::Path;
     use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use crate::pool::{Allocation, AttachmentKey, RangeUsage};
+use crate::attachment::{Allocation, AttachmentKey, RangeUsage};
 
 /// Where podnetd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/podnet/ipam.sock";

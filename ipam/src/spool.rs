@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::pool::AttachmentKey;
+use crate::attachment::AttachmentKey;
 
 /// Where the plugins spool unless told otherwise.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/podnet/spool";

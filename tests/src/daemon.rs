@@ -315,7 +315,7 @@ impl TestDaemon {
     }
 
     /// The daemon's allocations as (container id, addresses).
-    pub fn allocations(&self) -> Vec<podnet_ipam::pool::Allocation> {
+    pub fn allocations(&self) -> Vec<podnet_ipam::attachment::Allocation> {
         match self.client().call(&Request::List).expect("list") {
             Response::Listing { allocations, .. } => allocations,
             other => panic!("unexpected {other:?}"),

@@ -467,8 +467,8 @@ fn a_refused_add_leaves_the_live_pod_and_a_foreign_link_alone() {
 
 #[test]
 fn the_daemon_refuses_keys_no_plugin_would_send() {
+    use podnet_ipam::attachment::AttachmentKey;
     use podnet_ipam::client::ClientError;
-    use podnet_ipam::pool::AttachmentKey;
     use podnet_ipam::proto::{ErrorKind, Request};
     let node = TestNode::new(53);
     let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
@@ -670,7 +670,7 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
     let mut asked = 0;
     let refused = loop {
         let req = podnet_ipam::proto::Request::Add {
-            key: podnet_ipam::pool::AttachmentKey {
+            key: podnet_ipam::attachment::AttachmentKey {
                 container_id: format!("fill{asked}"),
                 ifname: "eth0".into(),
             },

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
+use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::client::{Client, ClientError, PendingCall};
-use podnet_ipam::pool::AttachmentKey;
 use podnet_ipam::proto::{ErrorKind, Request, Response, DEFAULT_SOCKET};
 use podnet_ipam::spool::{Spool, DEFAULT_SPOOL_DIR};
 use serde::Deserialize;

@@ -40,9 +40,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::client::Client;
 use podnet_ipam::pool::{
-    AllocateRequest, AttachmentKey, MemoryPoolStore, Pool, PoolConfig, PoolStore, SledPoolStore,
+    AllocateRequest, MemoryPoolStore, Pool, PoolConfig, PoolStore, SledPoolStore,
 };
 use podnet_ipam::proto::{Request, Response};
 use podnet_tests::bins;

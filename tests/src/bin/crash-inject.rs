@@ -51,7 +51,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use podnet_ipam::pool::AttachmentKey;
+use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::proto::{Request, Response};
 use podnet_tests::churn::{self, Ended, Rng, Running};
 use podnet_tests::cleanup;
