@@ -374,7 +374,7 @@ fn forget_connections(net: Arc<NodeNet>) -> std::sync::mpsc::Sender<Vec<std::net
             while let Ok(more) = rx.try_recv() {
                 ips.extend(more);
             }
-            match net.run(|| crate::conntrack::forget(&ips)) {
+            match net.run(|| crate::kernel::conntrack::forget(&ips)) {
                 Ok(Ok(n)) if n > 0 => {
                     tracing::debug!(
                         ?ips,

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use podnet_cni::names;
-use podnet_cni::netlink::{addr, link, masquerade, route, sysctl, vxlan, Netlink, NetlinkError};
+use podnet_cni::netlink::{addr, link, route, Netlink, NetlinkError};
+
+use crate::kernel::{masquerade, sysctl, vxlan};
 
 use crate::nodenet::NodeNet;
 use crate::routes::Underlay;

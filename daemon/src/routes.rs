@@ -11,7 +11,9 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use podnet_cni::netlink::route::{self, RouteEntry};
-use podnet_cni::netlink::{neigh, Netlink, NetlinkError};
+use podnet_cni::netlink::{Netlink, NetlinkError};
+
+use crate::kernel::neigh;
 
 use crate::store::NodeRecord;
 

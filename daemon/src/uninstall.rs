@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use podnet_cni::netlink::{link, masquerade, route};
+use podnet_cni::netlink::{link, route};
+
+use crate::kernel::masquerade;
 
 use crate::cniconf;
 use crate::config::DaemonConfig;

@@ -73,7 +73,7 @@ impl TestCluster {
         let router = (segments > 1).then(|| {
             let r = TestNetns::new("rt");
             // Forwarding inside the router's namespace only.
-            r.run(|| podnet_cni::netlink::sysctl::set("net/ipv4/ip_forward", "1"))
+            r.run(|| podnetd::kernel::sysctl::set("net/ipv4/ip_forward", "1"))
                 .expect("router forwarding");
             for (k, sw) in switches.iter().enumerate() {
                 let leg = format!("r{k}");

@@ -737,7 +737,7 @@ fn a_released_address_leaves_no_tracked_connection() {
     // (on, for podnet's masquerade) keeps an entry for it.
     let tracked = || {
         node.ns
-            .run(podnetd::conntrack::list)
+            .run(podnetd::kernel::conntrack::list)
             .unwrap()
             .iter()
             .any(|e| e.addresses.contains(&ip))

@@ -8,15 +8,16 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use podnet_cni::netlink::masquerade::{ensure_masquerade, remove_masquerade};
-use podnet_cni::netlink::neigh::{
-    list_fdb, list_neigh, remove_fdb, remove_neigh, replace_fdb, replace_neigh,
-};
-use podnet_cni::netlink::vxlan::{ensure_vxlan, VxlanSpec, DEFAULT_PORT};
-use podnet_cni::netlink::{link, sysctl, Netlink};
+use podnet_cni::netlink::{link, Netlink};
 use podnet_tests::net::udp_round_trip;
 use podnet_tests::netns::TestNetns;
 use podnet_tests::require_root;
+use podnetd::kernel::masquerade::{ensure_masquerade, remove_masquerade};
+use podnetd::kernel::neigh::{
+    list_fdb, list_neigh, remove_fdb, remove_neigh, replace_fdb, replace_neigh,
+};
+use podnetd::kernel::sysctl;
+use podnetd::kernel::vxlan::{ensure_vxlan, VxlanSpec, DEFAULT_PORT};
 use serde_json::Value;
 
 const MAC_A: [u8; 6] = [0x0a, 0x58, 0x0a, 0x63, 0x00, 0x01];

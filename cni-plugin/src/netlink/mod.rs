@@ -1,6 +1,6 @@
-//! The one place that talks to the kernel: network namespaces, links, veth
-//! pairs, bridges, addresses, routes, sysctls, the VXLAN overlay (device,
-//! FDB and neighbour entries) and masquerade (nf_tables).
+//! What a pod's ADD, DEL and CHECK ask of the kernel: network namespaces,
+//! links, veth pairs, bridges, addresses and routes, over one netlink socket
+//! layer that podnetd's node-level kernel work (`podnetd::kernel`) shares.
 //!
 //! Everything here is synchronous. The plugin is a one-shot process that
 //! sends a handful of requests, so a blocking netlink socket needs no async
@@ -10,13 +10,9 @@
 pub mod addr;
 pub mod error;
 pub mod link;
-pub mod masquerade;
-pub mod neigh;
 pub mod netns;
 pub mod route;
 pub mod socket;
-pub mod sysctl;
-pub mod vxlan;
 
 pub use error::NetlinkError;
 pub use socket::Netlink;

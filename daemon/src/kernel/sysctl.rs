@@ -1,12 +1,12 @@
 //! Kernel parameters under /proc/sys, written the way `sysctl -w` does.
 //!
 //! Networking keys belong to the network namespace of the thread that opens
-//! the file, so call these inside [`super::netns::NetNs::run`] for a
+//! the file, so call these inside [`podnet_cni::netlink::netns::NetNs::run`] for a
 //! namespace other than the caller's.
 
 use std::fs;
 
-use super::NetlinkError;
+use podnet_cni::netlink::NetlinkError;
 
 /// Equivalent to `sysctl -w key=value`, with `key` given as a path below
 /// /proc/sys (e.g. `net/ipv4/ip_forward`).

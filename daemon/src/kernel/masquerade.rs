@@ -27,7 +27,7 @@ use netlink_packet_core::{
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use super::NetlinkError;
+use podnet_cni::netlink::NetlinkError;
 
 /// The table podnet owns; nothing else of the ruleset is touched.
 pub const TABLE: &str = "podnet";

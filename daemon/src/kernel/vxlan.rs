@@ -9,8 +9,8 @@ use netlink_packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo, L
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkUnspec, LinkVxlan};
 
-use super::link::{self, Link};
-use super::{Netlink, NetlinkError};
+use podnet_cni::netlink::link::{self, Link};
+use podnet_cni::netlink::{Netlink, NetlinkError};
 
 /// The UDP port the Linux kernel, flannel and Cilium use for VXLAN (chosen
 /// before IANA assigned 4789). Every node of a cluster must use the same.

@@ -12,8 +12,8 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::link::format_mac;
-use super::{Netlink, NetlinkError};
+use podnet_cni::mac::format_mac;
+use podnet_cni::netlink::{Netlink, NetlinkError};
 
 fn family(ip: IpAddr) -> AddressFamily {
     match ip {

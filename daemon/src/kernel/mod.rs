@@ -1,0 +1,10 @@
+//! The node's kernel work, which only podnetd does: masquerade (nf_tables),
+//! the VXLAN device with its FDB and neighbour entries, connection tracking,
+//! and sysctls. It shares the plugin crate's netlink socket layer
+//! (`podnet_cni::netlink`) and error type.
+
+pub mod conntrack;
+pub mod masquerade;
+pub mod neigh;
+pub mod sysctl;
+pub mod vxlan;
