@@ -75,7 +75,12 @@ mod tests {
     fn golden_name_never_changes_between_releases() {
         // Pods created by one release are deleted by the next: the name
         // derivation is a compatibility contract.
-        assert_eq!(host_veth_name("c1", "eth0"), host_veth_name("c1", "eth0"));
+        // The values a released podnet computes (worked out independently).
+        assert_eq!(host_veth_name("c1", "eth0"), "pn778a1816a5823");
+        let hex = |m: [u8; 6]| crate::mac::format_mac(&m);
+        assert_eq!(hex(host_veth_mac("c1", "eth0")), "76:c2:17:b2:39:00");
+        assert_eq!(hex(vtep_mac("node-a")), "7a:d8:d3:59:55:10");
+        assert_eq!(hex(bridge_mac("podnet0")), "46:14:e8:4c:4d:8f");
         assert_eq!(fnv1a(&["a"]), 0xaf63_dc4c_8601_ec8c);
     }
 

@@ -63,8 +63,8 @@ pub struct DaemonConfig {
 
     /// The cluster store: `local` (embedded, one node), `etcd`, or
     /// `kubernetes` (the API server's Nodes, as on kind).
-    #[arg(long, env = "PODNET_STORE", default_value = "local", value_parser = ["local", "etcd", "kubernetes"])]
-    pub store: String,
+    #[arg(long, env = "PODNET_STORE", value_enum, default_value_t = StoreKind::Local)]
+    pub store: StoreKind,
 
     /// A kubeconfig for `--store kubernetes`; without it, the in-cluster
     /// config (the pod's service account).
@@ -110,8 +110,8 @@ pub struct DaemonConfig {
     /// The conflist's `cniVersion`: `auto` asks the runtime (--cri-socket)
     /// and writes 1.0.0 for containerd before 2.0, which rejects 1.1.0
     /// results; 1.1.0 otherwise. `cniVersions` always lists up to 1.1.0.
-    #[arg(long, env = "PODNET_CONFLIST_CNI_VERSION", default_value = "auto", value_parser = ["auto", "1.0.0", "1.1.0"])]
-    pub conflist_cni_version: String,
+    #[arg(long, env = "PODNET_CONFLIST_CNI_VERSION", value_enum, default_value_t = ConflistVersion::Auto)]
+    pub conflist_cni_version: ConflistVersion,
 
     /// Copy `podnet` and `podnet-ipam` from next to podnetd into the CNI bin dir.
     #[arg(long, env = "PODNET_INSTALL_PLUGINS")]
@@ -176,7 +176,7 @@ impl DaemonConfig {
     /// Checks what the flags can only get wrong together, before anything
     /// is touched.
     pub fn validate(&self) -> Result<(), DaemonError> {
-        if self.store == "etcd" && self.etcd_endpoints.is_empty() {
+        if self.store == StoreKind::Etcd && self.etcd_endpoints.is_empty() {
             return Err(DaemonError::Config(
                 "--store etcd needs --etcd-endpoints (e.g. http://127.0.0.1:2379)".into(),
             ));
@@ -198,4 +198,32 @@ impl DaemonConfig {
             self.node_prefix_v6,
         )?)
     }
+}
+
+/// Where the cluster's node records live (`--store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// Embedded in podnetd's database: one node.
+    Local,
+    Etcd,
+    /// The API server's Node objects (`spec.podCIDRs`), as on kind.
+    Kubernetes,
+}
+
+impl StoreKind {
+    /// Peers may exist, so routes, an underlay and VXLAN are needed.
+    pub fn multi_node(self) -> bool {
+        self != StoreKind::Local
+    }
+}
+
+/// The conflist's `cniVersion` (`--conflist-cni-version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConflistVersion {
+    /// Ask the runtime (`--cri-socket`); 1.1.0 without one.
+    Auto,
+    #[value(name = "1.0.0")]
+    V1_0_0,
+    #[value(name = "1.1.0")]
+    V1_1_0,
 }

@@ -3,6 +3,7 @@
 //! addresses.
 
 pub mod admin;
+pub mod agent;
 pub mod cli;
 pub mod cniconf;
 pub mod config;

@@ -15,9 +15,11 @@ use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use podnet_cni::netlink::NetlinkError;
+
+use super::nfnetlink::{self, NLA_F_NESTED, NLMSG_HDRLEN};
 
 // nfnetlink.h, nfnetlink_conntrack.h
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -32,11 +34,9 @@ const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
 const CTA_IP_V6_SRC: u16 = 3;
 const CTA_IP_V6_DST: u16 = 4;
-const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 const RECV_BUF: usize = 256 * 1024;
 
@@ -54,7 +54,7 @@ pub struct Entry {
 
 /// Every tracked connection of the calling thread's namespace.
 pub fn list() -> Result<Vec<Entry>, NetlinkError> {
-    let mut sock = open()?;
+    let mut sock = nfnetlink::open()?;
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
         let msg = message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, family, &[]);
@@ -81,7 +81,7 @@ pub fn forget(ips: &[IpAddr]) -> Result<usize, NetlinkError> {
     if victims.is_empty() {
         return Ok(0);
     }
-    let mut sock = open()?;
+    let mut sock = nfnetlink::open()?;
     let mut removed = 0;
     for v in &victims {
         let family = if v.addresses.first().is_some_and(IpAddr::is_ipv6) {
@@ -113,21 +113,6 @@ pub fn forget(ips: &[IpAddr]) -> Result<usize, NetlinkError> {
 
 fn kernel(op: &str, e: io::Error) -> NetlinkError {
     NetlinkError::kernel(op.to_string(), e)
-}
-
-fn open() -> Result<Socket, NetlinkError> {
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-    sock.bind_auto().map_err(NetlinkError::Socket)?;
-    sock.connect(&SocketAddr::new(0, 0))
-        .map_err(NetlinkError::Socket)?;
-    // A kernel that answers nothing must not hang the daemon.
-    nix::sys::socket::setsockopt(
-        &sock,
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &nix::sys::time::TimeVal::new(5, 0),
-    )
-    .map_err(|e| NetlinkError::Socket(e.into()))?;
-    Ok(sock)
 }
 
 /// A ctnetlink message: netlink header, nfgenmsg (family, version 0,

@@ -25,9 +25,11 @@ use ipnetwork::IpNetwork;
 use netlink_packet_core::{
     NLMSG_ERROR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use podnet_cni::netlink::NetlinkError;
+
+use super::nfnetlink::{self, NLA_F_NESTED, NLMSG_HDRLEN};
 
 /// The table podnet owns; nothing else of the ruleset is touched.
 pub const TABLE: &str = "podnet";
@@ -53,7 +55,6 @@ const NF_INET_POST_ROUTING: u32 = 4;
 /// `srcnat`: where NAT rewrites sources (NF_IP_PRI_NAT_SRC).
 const PRIORITY_SRCNAT: i32 = 100;
 // Attributes.
-const NLA_F_NESTED: u16 = 0x8000;
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
@@ -89,10 +90,7 @@ const NFT_CMP_NEQ: u32 = 1;
 /// The first 16-byte data register (NFT_REG_1).
 const REG_1: u32 = 1;
 
-const NLMSG_HDRLEN: usize = 16;
 const RECV_BUF: usize = 64 * 1024;
-/// A kernel that answers nothing must not hang the daemon.
-const RECV_TIMEOUT_SECS: i64 = 5;
 
 /// Pods' traffic to destinations outside the cluster ranges leaves with the
 /// node's address; traffic between pod ranges keeps its source.
@@ -437,19 +435,9 @@ struct Nfnetlink {
 
 impl Nfnetlink {
     fn open() -> Result<Self, NetlinkError> {
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-        socket.bind_auto().map_err(NetlinkError::Socket)?;
-        let _ = socket.set_ext_ack(true);
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(NetlinkError::Socket)?;
-        nix::sys::socket::setsockopt(
-            &socket,
-            nix::sys::socket::sockopt::ReceiveTimeout,
-            &nix::sys::time::TimeVal::new(RECV_TIMEOUT_SECS, 0),
-        )
-        .map_err(|e| NetlinkError::Socket(e.into()))?;
-        Ok(Self { socket })
+        Ok(Self {
+            socket: nfnetlink::open()?,
+        })
     }
 
     /// Sends the batch and waits for the kernel's verdict on each message.

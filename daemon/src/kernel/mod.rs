@@ -6,5 +6,6 @@
 pub mod conntrack;
 pub mod masquerade;
 pub mod neigh;
+pub mod nfnetlink;
 pub mod sysctl;
 pub mod vxlan;

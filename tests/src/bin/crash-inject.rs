@@ -160,19 +160,24 @@ fn run(opts: &Opts) -> Result<String, String> {
     }
 }
 
-fn plugin_and_daemon(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
-    let node = TestNetns::new("node");
-    let mut daemon = TestDaemon::start(
-        &node,
+/// podnetd as both parts run it: IPv4, and a reclaim pass every second (so
+/// releases spooled while it was down are applied within the settle time).
+fn node_daemon(node: &TestNetns) -> TestDaemon {
+    TestDaemon::start(
+        node,
         DaemonOpts {
             cluster_cidr: "10.244.0.0/16".into(),
             reclaim_interval_secs: 1,
-            // Pods' namespaces all outlive the run: the grace never matters.
             reclaim_grace_secs: 2,
             log: BENCH_LOG.into(),
             ..DaemonOpts::default()
         },
-    );
+    )
+}
+
+fn plugin_and_daemon(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
+    let node = TestNetns::new("node");
+    let mut daemon = node_daemon(&node);
     let conf = churn::conf(&daemon);
     let node_cidrs = daemon.allocations_cidrs();
     let mut slots: Vec<Slot> = (0..opts.pods)
@@ -498,16 +503,7 @@ fn finish_node(
 
 fn with_containerd(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
     let node = TestNetns::new("cnode");
-    let mut daemon = TestDaemon::start(
-        &node,
-        DaemonOpts {
-            cluster_cidr: "10.244.0.0/16".into(),
-            reclaim_interval_secs: 1,
-            reclaim_grace_secs: 2,
-            log: BENCH_LOG.into(),
-            ..DaemonOpts::default()
-        },
-    );
+    let mut daemon = node_daemon(&node);
     let mut rt = TestContainerd::start(
         node.path(),
         ContainerdOpts {
