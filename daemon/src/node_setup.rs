@@ -17,18 +17,6 @@ use crate::routes::Underlay;
 pub const VXLAN_NAME: &str = "podnet.vx";
 pub const VXLAN_PORT: u16 = 8472;
 pub const VXLAN_VNI: u32 = 1;
-/// Outer IPv4 + UDP + VXLAN + inner Ethernet headers.
-const VXLAN_OVERHEAD_V4: u32 = 50;
-const VXLAN_OVERHEAD_V6: u32 = 70;
-
-/// What VXLAN takes of the underlay's MTU, by the underlay's family.
-pub fn vxlan_overhead(local: IpAddr) -> u32 {
-    if local.is_ipv6() {
-        VXLAN_OVERHEAD_V6
-    } else {
-        VXLAN_OVERHEAD_V4
-    }
-}
 
 /// The first host of a CIDR: the gateway pods use.
 pub fn gateway(cidr: &IpNetwork) -> IpAddr {
@@ -160,7 +148,6 @@ pub fn ensure_vxlan(
     local: IpAddr,
     cidrs: &[IpNetwork],
 ) -> Result<u32, NetlinkError> {
-    let overhead = vxlan_overhead(local);
     let vx = vxlan::ensure_vxlan(
         nl,
         &vxlan::VxlanSpec {
@@ -169,7 +156,7 @@ pub fn ensure_vxlan(
             local,
             port: VXLAN_PORT,
             underlay_index: Some(underlay.index),
-            mtu: underlay_mtu.saturating_sub(overhead),
+            mtu: vxlan::overlay_mtu(underlay_mtu, local),
             mac: names::vtep_mac(node),
         },
     )?;

@@ -289,13 +289,5 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 
 /// The podnet configuration a runtime would pass for `daemon`'s network.
 pub fn conf(daemon: &TestDaemon) -> Vec<u8> {
-    serde_json::json!({
-        "cniVersion": "1.1.0",
-        "name": "podnet",
-        "type": "podnet",
-        "bridge": "podnet0",
-        "ipam": daemon.ipam_conf(),
-    })
-    .to_string()
-    .into_bytes()
+    daemon.net_conf("1.1.0").to_string().into_bytes()
 }

@@ -330,6 +330,17 @@ impl TestDaemon {
         }
     }
 
+    /// podnet's network configuration on this daemon's IPAM, in `version`.
+    pub fn net_conf(&self, version: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cniVersion": version,
+            "name": "podnet",
+            "type": "podnet",
+            "bridge": "podnet0",
+            "ipam": self.ipam_conf(),
+        })
+    }
+
     /// The ipam section of a network configuration using this daemon.
     pub fn ipam_conf(&self) -> serde_json::Value {
         serde_json::json!({

@@ -441,13 +441,7 @@ fn hostile_input_for_every_verb() {
     let other = TestNetns::new("pod");
     // podnetd's IPAM: Debian's host-local does not speak 1.1.0 (STATUS, GC).
     let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let good = json!({
-        "cniVersion": "1.1.0",
-        "name": "podnet",
-        "type": "podnet",
-        "bridge": "podnet0",
-        "ipam": daemon.ipam_conf(),
-    });
+    let good = daemon.net_conf("1.1.0");
     let result = node.add(&live, "live", &good);
     let live_ip = result["ips"][0]["address"].as_str().unwrap().to_string();
     let mut with_prev = good.clone();

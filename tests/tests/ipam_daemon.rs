@@ -10,16 +10,6 @@ use podnet_tests::netns::TestNetns;
 use podnet_tests::node::{path_str, TestNode};
 use serde_json::{json, Value};
 
-fn conf(d: &TestDaemon, version: &str) -> Value {
-    json!({
-        "cniVersion": version,
-        "name": "podnet",
-        "type": "podnet",
-        "bridge": "podnet0",
-        "ipam": d.ipam_conf(),
-    })
-}
-
 fn v4_of(result: &Value) -> String {
     result["ips"][0]["address"].as_str().unwrap().to_string()
 }
@@ -28,7 +18,7 @@ fn v4_of(result: &Value) -> String {
 fn two_hundred_concurrent_adds_get_distinct_addresses() {
     let node = TestNode::new(50);
     let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let pods: Vec<TestNetns> = (0..200).map(|_| TestNetns::new("p")).collect();
     // 200 plugin processes in flight at once, 50 threads with 4 each.
     let results: Vec<Value> = std::thread::scope(|s| {
@@ -97,7 +87,7 @@ fn exhausted_node_cidr_gives_a_clear_error_and_no_partial_pod() {
         ..Default::default()
     };
     let daemon = TestDaemon::start(&node.ns, opts);
-    let conf = conf(&daemon, "1.0.0");
+    let conf = daemon.net_conf("1.0.0");
     let pods: Vec<TestNetns> = (0..13).map(|_| TestNetns::new("p")).collect();
     for (i, p) in pods.iter().enumerate() {
         node.add(p, &format!("x{i}"), &conf);
@@ -119,7 +109,7 @@ fn exhausted_node_cidr_gives_a_clear_error_and_no_partial_pod() {
 fn kill_9_mid_burst_gives_nothing_twice_and_loses_nothing() {
     let node = TestNode::new(52);
     let mut daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let conf = conf(&daemon, "1.0.0");
+    let conf = daemon.net_conf("1.0.0");
     let pods: Vec<TestNetns> = (0..120).map(|_| TestNetns::new("p")).collect();
     let outcomes: Vec<(String, Option<Value>)> = std::thread::scope(|s| {
         let workers: Vec<_> = pods
@@ -220,7 +210,7 @@ fn kill_9_mid_burst_gives_nothing_twice_and_loses_nothing() {
 fn daemon_down_add_fails_11_del_spools_and_is_applied_at_restart() {
     let node = TestNode::new(53);
     let mut daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let pod = TestNetns::new("p");
     let netns = path_str(pod.path());
     node.add(&pod, "down", &conf);
@@ -265,7 +255,7 @@ fn gc_and_the_reclaimer_free_leaked_addresses() {
         ..Default::default()
     };
     let daemon = TestDaemon::start(&node.ns, opts);
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
 
     // GC: only the valid attachment keeps its address and its veth.
     let pods: Vec<TestNetns> = (0..2).map(|_| TestNetns::new("p")).collect();
@@ -341,7 +331,7 @@ fn podnet_ipam_under_the_reference_bridge_plugin() {
 fn admin_list_shows_allocations_and_pool_use() {
     let node = TestNode::new(56);
     let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let conf = conf(&daemon, "1.0.0");
+    let conf = daemon.net_conf("1.0.0");
     let pod = TestNetns::new("p");
     let r = node.add(&pod, "listed", &conf);
     let out = std::process::Command::new(bins::workspace_bin("podnetd"))
@@ -393,7 +383,7 @@ fn static_addresses_and_reservations() {
         other => panic!("{other}"),
     };
     let wanted = std::net::Ipv4Addr::from(base + 77).to_string();
-    let mut conf = conf(&daemon, "1.0.0");
+    let mut conf = daemon.net_conf("1.0.0");
     conf["runtimeConfig"] = json!({"ips": [format!("{wanted}/24")]});
     let pod = TestNetns::new("p");
     let r = node.add(&pod, "static", &conf);
@@ -414,7 +404,7 @@ fn static_addresses_and_reservations() {
     assert_eq!(out.err_code(), 7);
 
     // args.cni.ips works too.
-    let mut by_args = self::conf(&daemon, "1.0.0");
+    let mut by_args = daemon.net_conf("1.0.0");
     let wanted2 = std::net::Ipv4Addr::from(base + 99).to_string();
     by_args["args"] = json!({"cni": {"ips": [wanted2.clone()]}});
     let r = node.add(&other, "byargs", &by_args);
@@ -427,7 +417,7 @@ fn static_addresses_and_reservations() {
 fn a_refused_add_leaves_the_live_pod_and_a_foreign_link_alone() {
     let node = TestNode::new(52);
     let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let (p1, p2, p3) = (
         TestNetns::new("p"),
         TestNetns::new("p"),
@@ -531,7 +521,7 @@ fn a_second_daemon_on_the_same_run_directory_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another podnetd holds"), "{stderr}");
     // The first daemon still owns its socket and answers.
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let pod = TestNetns::new("p");
     node.add(&pod, "c1", &conf);
     assert_eq!(daemon.allocations().len(), 1);
@@ -554,7 +544,7 @@ fn idle_connections_never_starve_real_requests() {
         .map(|_| std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap())
         .collect();
     let started = Instant::now();
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let pod = TestNetns::new("p");
     node.add(&pod, "c1", &conf);
     let took = started.elapsed();
@@ -660,7 +650,7 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
             ..DaemonOpts::default()
         },
     );
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let pods: Vec<TestNetns> = (0..2).map(|_| TestNetns::new("p")).collect();
     let first = v4_of(&node.add(&pods[0], "before", &conf));
 
@@ -727,7 +717,7 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
 fn a_released_address_leaves_no_tracked_connection() {
     let node = TestNode::new(57);
     let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
-    let conf = conf(&daemon, "1.1.0");
+    let conf = daemon.net_conf("1.1.0");
     let pod = TestNetns::new("p");
     let ip: std::net::IpAddr = v4_of(&node.add(&pod, "c1", &conf))
         .parse::<ipnetwork::IpNetwork>()

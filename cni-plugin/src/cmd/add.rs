@@ -284,7 +284,7 @@ fn address(
 
     let host_if = Interface {
         name: wired.host_name,
-        mac: link::format_mac(&wired.host_mac),
+        mac: crate::mac::format_mac(&wired.host_mac),
         mtu: Some(wired.mtu),
         ..Default::default()
     };

@@ -1,6 +1,5 @@
 //! Links: lookups, the node bridge, veth pairs, removal.
 
-use crate::mac::MacAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
@@ -10,6 +9,8 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
+
+use crate::mac::{format_mac, MacAddr};
 
 use super::{Netlink, NetlinkError};
 
@@ -65,8 +66,6 @@ impl Link {
         format_mac(&self.mac)
     }
 }
-
-pub use crate::mac::format_mac;
 
 /// Equivalent to `ip link show dev NAME`; `None` when there is none.
 pub fn get_link(nl: &mut Netlink, name: &str) -> Result<Option<Link>, NetlinkError> {

@@ -251,9 +251,7 @@ async fn prepare_node(
     })
     .await?;
     let pod_mtu = if multi_node {
-        found
-            .underlay_mtu
-            .saturating_sub(node_setup::vxlan_overhead(found.node_ip))
+        crate::kernel::vxlan::overlay_mtu(found.underlay_mtu, found.node_ip)
     } else {
         found.underlay_mtu
     };

@@ -200,7 +200,7 @@ fn fix_in_place(nl: &mut Netlink, link: Link, spec: &VxlanSpec<'_>) -> Result<Li
         &format!(
             "ip link set {} address {} mtu {} up",
             spec.name,
-            link::format_mac(&spec.mac),
+            podnet_cni::mac::format_mac(&spec.mac),
             spec.mtu
         ),
         RouteNetlinkMessage::SetLink(msg),
