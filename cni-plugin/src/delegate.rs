@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::skel::Args;
+use crate::args::{CmdArgs, Command as Verb};
 use crate::spec::{ErrorCode, ErrorReply};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,11 +76,11 @@ fn is_executable(p: &Path) -> bool {
 /// (`None` when it printed nothing, as DEL may).
 pub fn exec(
     plugin: &str,
-    command: &str,
-    args: &Args,
+    verb: Verb,
+    args: &CmdArgs,
     stdin: &[u8],
 ) -> Result<Option<serde_json::Value>, DelegateError> {
-    spawn(plugin, command, args, stdin)?.wait()
+    spawn(plugin, verb, args, stdin)?.wait()
 }
 
 /// A pipe holds at least one page even when the kernel shrinks pipes for a
@@ -92,13 +92,13 @@ const PIPE_MIN_CAPACITY: usize = 4096;
 /// can work meanwhile; [`Running::wait`] collects the answer.
 pub fn spawn(
     plugin: &str,
-    command: &str,
-    args: &Args,
+    verb: Verb,
+    args: &CmdArgs,
     stdin: &[u8],
 ) -> Result<Running, DelegateError> {
     let path = find_plugin(plugin, &args.cni_path)?;
     let mut cmd = Command::new(&path);
-    cmd.env("CNI_COMMAND", command)
+    cmd.env("CNI_COMMAND", verb.as_str())
         .env(
             "CNI_PATH",
             std::env::join_paths(&args.cni_path).unwrap_or_default(),

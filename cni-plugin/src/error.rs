@@ -1,7 +1,5 @@
 //! The plugin's error, and the one exhaustive mapping to CNI error codes.
 
-use std::error::Error as _;
-
 use crate::delegate::DelegateError;
 use crate::netlink::NetlinkError;
 use crate::spec::{ConfigError, ErrorCode, ResultError};
@@ -23,11 +21,11 @@ pub enum EnvError {
 pub enum PluginError {
     #[error(transparent)]
     Env(#[from] EnvError),
-    #[error("reading the network configuration from stdin: {0}")]
+    #[error("reading the network configuration from stdin")]
     Stdin(#[source] std::io::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("IPAM plugin {plugin} returned an unusable result: {source}")]
+    #[error("IPAM plugin {plugin} returned an unusable result")]
     IpamResult {
         plugin: String,
         #[source]
@@ -40,16 +38,15 @@ pub enum PluginError {
         gateway: std::net::IpAddr,
         address: ipnetwork::IpNetwork,
     },
-    #[error("ipam section: {message}")]
-    IpamConfig {
-        unknown_field: bool,
-        message: String,
-    },
     #[error(transparent)]
     Daemon(podnet_ipam::client::ClientError),
+    #[error("podnetd answered {verb} with {answer}")]
+    UnexpectedAnswer { verb: &'static str, answer: String },
     #[error("not ready: {0}")]
     NotReady(String),
-    #[error("podnetd is down and the release could not be spooled: {0}")]
+    #[error("not ready: podnetd did not answer STATUS")]
+    StatusUnanswered(#[source] podnet_ipam::client::ClientError),
+    #[error("podnetd is down and the release could not be spooled")]
     Spool(#[source] std::io::Error),
     #[error("IPAM: {0}")]
     Ipam(#[source] DelegateError),
@@ -74,15 +71,72 @@ pub enum PluginError {
     InterfaceExists { ifname: String, netns: String },
     #[error(transparent)]
     Kernel(#[from] NetlinkError),
+    /// Another actor removed a link between its creation and its next use.
+    #[error("{0} vanished right after it was created")]
+    Vanished(String),
     #[error("{name} exists and is a {kind} link, not a bridge")]
     NotABridge { name: String, kind: String },
     #[error("the IPAM request thread failed")]
     IpamThread,
-    #[error("check failed: {0}")]
-    Check(String),
+    #[error(transparent)]
+    Check(#[from] CheckFailure),
     /// DEL and GC keep going after a failure and report them all at the end.
     #[error("{} step(s) failed: {}", .0.len(), join(.0))]
     Several(Vec<PluginError>),
+    /// A failed ADD whose rollback failed too: the first failure decides
+    /// the code and the message, the rollback's failures go in `details`.
+    #[error("{error}")]
+    RolledBackBadly {
+        error: Box<PluginError>,
+        cleanup: Vec<PluginError>,
+    },
+}
+
+/// What CHECK found missing or different from prevResult.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailure {
+    #[error("interface {ifname} is missing from {netns}")]
+    InterfaceMissing { ifname: String, netns: String },
+    #[error("interface {ifname} has MAC {actual}, prevResult says {expected}")]
+    MacDiffers {
+        ifname: String,
+        actual: String,
+        expected: String,
+    },
+    #[error("address {address} is missing from {ifname}")]
+    AddressMissing {
+        address: ipnetwork::IpNetwork,
+        ifname: String,
+    },
+    #[error("route {dst}{} is missing from {ifname}", via(.gw))]
+    RouteMissing {
+        dst: ipnetwork::IpNetwork,
+        gw: Option<std::net::IpAddr>,
+        ifname: String,
+    },
+    #[error("host veth {0} is missing")]
+    HostVethMissing(String),
+    #[error("bridge {0} is missing")]
+    BridgeMissing(String),
+    #[error("host veth {veth} is not attached to bridge {bridge}")]
+    NotOnBridge { veth: String, bridge: String },
+    #[error("bridge {bridge} or host veth {veth} is down")]
+    Down { bridge: String, veth: String },
+    #[error("podnetd holds no addresses for {container_id}/{ifname}")]
+    NotAllocated {
+        container_id: String,
+        ifname: String,
+    },
+    #[error("address {address} is not allocated to {container_id}/{ifname} in podnetd")]
+    AddressNotAllocated {
+        address: ipnetwork::IpNetwork,
+        container_id: String,
+        ifname: String,
+    },
+}
+
+fn via(gw: &Option<std::net::IpAddr>) -> String {
+    gw.map(|g| format!(" via {g}")).unwrap_or_default()
 }
 
 fn join(errors: &[PluginError]) -> String {
@@ -119,7 +173,31 @@ fn daemon_code(e: &podnet_ipam::client::ClientError) -> ErrorCode {
     }
 }
 
+/// Netlink failures by what failed: the kernel, the pod's namespace given
+/// as input, or podnet itself.
+fn netlink_code(e: &NetlinkError) -> ErrorCode {
+    match e {
+        NetlinkError::Kernel { .. }
+        | NetlinkError::Socket(_)
+        | NetlinkError::NetnsReturn { .. }
+        | NetlinkError::Sysctl { .. } => ErrorCode::KERNEL,
+        NetlinkError::NetnsOpen { .. } if e.is_not_found() => ErrorCode::UNKNOWN_CONTAINER,
+        NetlinkError::NetnsOpen { .. } | NetlinkError::NotNetns { .. } => ErrorCode::INVALID_ENV,
+        NetlinkError::Decode(_) | NetlinkError::NetnsThread { .. } => ErrorCode::INTERNAL,
+    }
+}
+
 impl PluginError {
+    /// The outcome of steps that all ran whatever failed: success, the one
+    /// failure, or all of them.
+    pub fn all(mut errors: Vec<PluginError>) -> Result<(), PluginError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(PluginError::Several(errors)),
+        }
+    }
+
     /// Whether the IPAM request may have reserved something that a
     /// rollback must release. A daemon that could not be reached, or an
     /// IPAM plugin that does not exist, reserved nothing.
@@ -129,65 +207,59 @@ impl PluginError {
             Self::Daemon(podnet_ipam::client::ClientError::Unavailable { .. })
                 | Self::Ipam(DelegateError::NotFound { .. })
                 | Self::NoIpam
-                | Self::IpamConfig { .. }
+                | Self::Config(_)
         )
     }
 
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Env(_) => ErrorCode::INVALID_ENV,
-            Self::Stdin(_) => ErrorCode::IO,
+            Self::Stdin(_) | Self::Spool(_) => ErrorCode::IO,
             Self::Config(e) => e.code(),
             // An answer the IPAM plugin got wrong is the IPAM plugin's
             // failure, whatever is wrong in it (not a decode error of our
             // own input, code 6).
-            Self::IpamResult { .. } | Self::IpamNoAddress(_) | Self::IpamGateway { .. } => {
-                ErrorCode::IPAM
-            }
+            Self::IpamResult { .. }
+            | Self::IpamNoAddress(_)
+            | Self::IpamGateway { .. }
+            | Self::UnexpectedAnswer { .. } => ErrorCode::IPAM,
             Self::Ipam(e) => e.code(),
-            Self::IpamConfig {
-                unknown_field: true,
-                ..
-            } => ErrorCode::UNSUPPORTED_FIELD,
-            Self::IpamConfig {
-                unknown_field: false,
-                ..
-            } => ErrorCode::INVALID_CONFIG,
             Self::Daemon(e) => daemon_code(e),
-            Self::NotReady(_) => ErrorCode::NOT_AVAILABLE,
-            Self::Spool(_) => ErrorCode::IO,
+            Self::NotReady(_) | Self::StatusUnanswered(_) => ErrorCode::NOT_AVAILABLE,
             Self::VerbNotInVersion { .. } => ErrorCode::INCOMPATIBLE_VERSION,
-            Self::MissingPrevResult { .. } | Self::NoIpam | Self::NoValidAttachments => {
-                ErrorCode::INVALID_CONFIG
-            }
+            Self::MissingPrevResult { .. }
+            | Self::NoIpam
+            | Self::NoValidAttachments
+            | Self::NotABridge { .. } => ErrorCode::INVALID_CONFIG,
             Self::NetnsMissing(_) => ErrorCode::UNKNOWN_CONTAINER,
             Self::NotNetns(_) | Self::NetnsIsNode(_) => ErrorCode::INVALID_ENV,
             Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
-            Self::Kernel(_) | Self::IpamThread => ErrorCode::KERNEL,
-            Self::NotABridge { .. } => ErrorCode::INVALID_CONFIG,
+            Self::Kernel(e) => netlink_code(e),
+            // Someone else's deletion raced ours: a retry starts afresh.
+            Self::Vanished(_) => ErrorCode::TRY_AGAIN_LATER,
+            Self::IpamThread => ErrorCode::INTERNAL,
             Self::Check(_) => ErrorCode::CHECK_FAILED,
             Self::Several(errors) => errors
                 .first()
                 .map(PluginError::code)
-                .unwrap_or(ErrorCode::KERNEL),
+                .unwrap_or(ErrorCode::INTERNAL),
+            Self::RolledBackBadly { error, .. } => error.code(),
         }
     }
 
-    /// The source chain, for the error reply's `details`.
+    /// The error reply's `details`: the causes behind the message.
     pub fn details(&self) -> String {
-        if let Self::Ipam(e) = self {
-            let d = e.details();
-            if !d.is_empty() {
-                return d;
+        match self {
+            Self::Ipam(e) if !e.details().is_empty() => e.details(),
+            Self::RolledBackBadly { error, cleanup } => {
+                let rollback = format!("rolling back left something behind: {}", join(cleanup));
+                match error.details() {
+                    d if d.is_empty() => rollback,
+                    d => format!("{d}; {rollback}"),
+                }
             }
+            _ => source_chain(self),
         }
-        let mut chain = Vec::new();
-        let mut source = self.source();
-        while let Some(s) = source {
-            chain.push(s.to_string());
-            source = s.source();
-        }
-        chain.join(": ")
     }
 
     /// Errors of kernel operations on the pod namespace, sorted out: a
@@ -200,5 +272,105 @@ impl PluginError {
             NetlinkError::NetnsOpen { .. } => Self::NotNetns(e),
             other => Self::Kernel(other),
         }
+    }
+}
+
+/// The sources below `e`, outermost first. A cause whose text the message
+/// above it already shows (a leaf error that prints its own source, such as
+/// `ip link add ...: File exists`) is left out, so `msg` and `details`
+/// never say the same thing twice.
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut shown = e.to_string();
+    let mut chain: Vec<String> = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            chain.push(text.clone());
+        }
+        shown = text;
+        source = s.source();
+    }
+    chain.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn kernel(op: &str, errno: nix::errno::Errno) -> NetlinkError {
+        NetlinkError::kernel(op, std::io::Error::from(errno))
+    }
+
+    #[test]
+    fn msg_and_details_never_say_the_same_thing_twice() {
+        // A leaf that prints its own cause: the cause is not repeated.
+        let e = PluginError::Kernel(kernel("ip link add pn1", nix::errno::Errno::EEXIST));
+        assert!(e.to_string().starts_with("ip link add pn1: "), "{e}");
+        assert_eq!(e.details(), "");
+        // A wrapper that adds context: the cause goes to details only.
+        let e = PluginError::Stdin(std::io::Error::other("pipe closed"));
+        assert_eq!(
+            e.to_string(),
+            "reading the network configuration from stdin"
+        );
+        assert_eq!(e.details(), "pipe closed");
+    }
+
+    #[test]
+    fn a_failed_rollback_keeps_the_first_failure_in_front() {
+        let e = PluginError::RolledBackBadly {
+            error: Box::new(PluginError::Kernel(kernel(
+                "ip route add 192.0.2.0/24",
+                nix::errno::Errno::ENETUNREACH,
+            ))),
+            cleanup: vec![PluginError::Spool(std::io::Error::other("disk full"))],
+        };
+        assert_eq!(e.code(), ErrorCode::KERNEL);
+        assert!(
+            e.to_string().starts_with("ip route add 192.0.2.0/24"),
+            "{e}"
+        );
+        assert_eq!(
+            e.details(),
+            "rolling back left something behind: podnetd is down and the release could not be spooled"
+        );
+    }
+
+    #[test]
+    fn netlink_failures_are_coded_by_what_failed() {
+        let path = PathBuf::from("/run/netns/x");
+        let cases = [
+            (
+                kernel("ip link set up", nix::errno::Errno::EPERM),
+                ErrorCode::KERNEL,
+            ),
+            (NetlinkError::Decode("short".into()), ErrorCode::INTERNAL),
+            (
+                NetlinkError::NetnsThread { path: path.clone() },
+                ErrorCode::INTERNAL,
+            ),
+            (
+                NetlinkError::NotNetns { path: path.clone() },
+                ErrorCode::INVALID_ENV,
+            ),
+            (
+                NetlinkError::NetnsOpen {
+                    path,
+                    source: std::io::Error::from(nix::errno::Errno::ENOENT),
+                },
+                ErrorCode::UNKNOWN_CONTAINER,
+            ),
+        ];
+        for (e, want) in cases {
+            let shown = e.to_string();
+            assert_eq!(PluginError::Kernel(e).code(), want, "{shown}");
+        }
+        assert_eq!(PluginError::IpamThread.code(), ErrorCode::INTERNAL);
+        assert_eq!(
+            PluginError::Vanished("bridge podnet0".into()).code(),
+            ErrorCode::TRY_AGAIN_LATER
+        );
     }
 }

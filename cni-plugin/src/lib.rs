@@ -1,6 +1,7 @@
 //! podnet, the CNI plugin: veth pairs from a node bridge into pod network
 //! namespaces, addressed by a delegated IPAM plugin.
 
+pub mod args;
 pub mod cmd;
 pub mod delegate;
 pub mod error;

@@ -18,14 +18,6 @@ pub const VXLAN_NAME: &str = "podnet.vx";
 pub const VXLAN_PORT: u16 = 8472;
 pub const VXLAN_VNI: u32 = 1;
 
-/// The first host of a CIDR: the gateway pods use.
-pub fn gateway(cidr: &IpNetwork) -> IpAddr {
-    match cidr {
-        IpNetwork::V4(n) => IpAddr::V4((u32::from(n.network()) + 1).into()),
-        IpNetwork::V6(n) => IpAddr::V6((u128::from(n.network()) + 1).into()),
-    }
-}
-
 /// 169.254.0.0/16 and fe80::/10: the kernel's own, never podnet's.
 fn is_link_local(ip: IpAddr) -> bool {
     match ip {
@@ -88,9 +80,15 @@ pub fn ensure_bridge(
     let br = link::ensure_bridge(nl, bridge, names::bridge_mac(bridge), None)?;
     let mut want = Vec::with_capacity(cidrs.len());
     for cidr in cidrs {
-        want.push(IpNetwork::new(gateway(cidr), cidr.prefix()).map_err(|e| {
-            NetlinkError::kernel("gateway address", std::io::Error::other(e.to_string()))
-        })?);
+        let gateway = podnet_ipam::first_host(cidr)
+            .and_then(|gw| IpNetwork::new(gw, cidr.prefix()).ok())
+            .ok_or_else(|| {
+                NetlinkError::kernel(
+                    format!("gateway address of {cidr}"),
+                    std::io::Error::other("the CIDR has no room for a gateway"),
+                )
+            })?;
+        want.push(gateway);
     }
     ensure_only_addresses(nl, br.index, &want)?;
     Ok(br.index)

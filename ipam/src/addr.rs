@@ -43,6 +43,14 @@ pub(crate) fn span(net: &IpNetwork) -> (u128, u128) {
     (first, first | host_mask(net.prefix(), net.is_ipv4()))
 }
 
+/// The first host of `net`, network + 1: the gateway of a pod subnet (the
+/// node's bridge address). `None` for a v4 /31 or /32 and a v6 /127 or
+/// /128, which have no room for a gateway and a pod besides.
+pub fn first_host(net: &IpNetwork) -> Option<IpAddr> {
+    let (first, last) = span(net);
+    (last - first >= 3).then(|| from_u128(first + 1, net.is_ipv4()))
+}
+
 /// `net` with its host bits cleared (`10.244.1.7/16` -> `10.244.0.0/16`).
 pub(crate) fn normalise(net: IpNetwork) -> IpNetwork {
     IpNetwork::new(net.network(), net.prefix()).unwrap_or(net)

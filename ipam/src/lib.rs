@@ -13,6 +13,7 @@ pub mod pool;
 pub mod proto;
 pub mod spool;
 
+pub use addr::first_host;
 pub use attachment::{Allocation, AttachmentKey, RangeUsage};
 pub use cidr::{choose_node_cidrs, node_cidrs, node_prefix_v4, ClusterConfig, NodeLease};
 #[cfg(feature = "sled")]

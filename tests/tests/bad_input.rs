@@ -270,6 +270,51 @@ fn ipam_failure_leaves_nothing() {
     assert_rejected(&node, &pod, &out, 102);
 }
 
+/// A failure after IPAM answered and the veth was wired (here the kernel
+/// refuses IPAM's route through a gateway off the pod's subnet) is rolled
+/// back once: the veth goes and IPAM is told to release. When that release
+/// fails too, the reply keeps the first failure's code and message and
+/// names the rollback's failure in its details.
+#[test]
+fn late_failure_rolls_back_what_add_made() {
+    let node = TestNode::new(27);
+    let pod = TestNetns::new("pod");
+    let answer = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        answer.path(),
+        r#"{"cniVersion": "1.1.0", "ips": [{"address": "10.244.27.7/24"}],
+            "routes": [{"dst": "192.0.2.0/24", "gw": "198.51.100.1"}]}"#,
+    )
+    .unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (answer_path, log_path) = (path_str(answer.path()), path_str(log.path()));
+    let mut conf = node.conf("1.1.0");
+    conf["ipam"]["type"] = json!("ipam-shim");
+    let stdin = conf.to_string();
+    let env = [
+        ("SHIM_ADD_RESULT", answer_path.as_str()),
+        ("SHIM_LOG", log_path.as_str()),
+    ];
+    let out = raw_add(&node, &pod, stdin.as_bytes(), &env, "eth0");
+    let err = assert_rejected(&node, &pod, &out, 100);
+    assert!(err["msg"].as_str().unwrap().contains("ip route add 192.0.2.0/24"), "{err}");
+    let calls = std::fs::read_to_string(log.path()).unwrap();
+    let verbs: Vec<&str> = calls.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(verbs, ["ADD", "DEL"], "IPAM calls: {calls}");
+
+    let mut env = env.to_vec();
+    env.push(("SHIM_DEL_FAILS", "1"));
+    let out = raw_add(&node, &pod, stdin.as_bytes(), &env, "eth0");
+    let err = assert_rejected(&node, &pod, &out, 100);
+    assert!(err["msg"].as_str().unwrap().contains("ip route add 192.0.2.0/24"), "{err}");
+    let details = err["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("rolling back left something behind")
+            && details.contains("IPAM store unavailable"),
+        "{err}"
+    );
+}
+
 /// Arbitrary bytes on stdin: never a panic, always exactly one document.
 #[test]
 fn no_panic_on_any_input() {

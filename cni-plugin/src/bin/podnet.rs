@@ -1,5 +1,5 @@
 //! The `podnet` CNI plugin, executed by the container runtime.
 
 fn main() -> std::process::ExitCode {
-    podnet_cni::skel::run(&podnet_cni::skel::PODNET)
+    podnet_cni::skel::run(&podnet_cni::cmd::PODNET)
 }

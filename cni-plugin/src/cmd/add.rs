@@ -1,149 +1,149 @@
 //! ADD: a veth pair from the node bridge into the pod, addressed by IPAM.
+//!
+//! It reads top to bottom: refusals that change nothing, then the IPAM
+//! request with the links wired while it is worked on, then the addresses.
+//! Whatever fails after the refusals, one rollback undoes exactly what this
+//! ADD created (its veth, its IPAM reservation) and nothing else.
 
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
+use crate::args::CmdArgs;
 use crate::error::PluginError;
 use crate::ipam;
-use crate::mac::MacAddr;
 use crate::names;
 use crate::netlink::netns::NetNs;
 use crate::netlink::{addr, link, route, Netlink, NetlinkError};
-use crate::skel::Args;
 use crate::spec::{CniResult, Interface, IpConfig, NetConf, Route};
 
 /// Used when neither the config nor the node's default route gives an MTU.
 const FALLBACK_MTU: u32 = 1500;
 
-pub fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, PluginError> {
-    let pod_mac = conf.runtime_config.mac;
-    let netns_path = args.netns.clone().unwrap_or_default();
-    let netns = NetNs::open(&netns_path).map_err(PluginError::from_netns)?;
-    let mut pod_nl = netns.netlink_in_place().map_err(PluginError::from_netns)?;
-    if netns.is_current()? {
-        return Err(PluginError::NetnsIsNode(netns_path.display().to_string()));
-    }
-    // Checked before anything is allocated, so this error changes nothing.
-    if link::get_link(&mut pod_nl, args.ifname())?.is_some() {
-        return Err(PluginError::InterfaceExists {
-            ifname: args.ifname().to_string(),
-            netns: netns_path.display().to_string(),
-        });
-    }
-    let mut host_nl = Netlink::open()?;
-    // The host end's name too: a live attachment of this (container id,
-    // ifname) in another namespace, or a foreign link of that name, is
-    // refused here, before IPAM, so the rollback below (our own DEL, by
-    // name and key) only ever meets what this ADD created.
-    let host_name = names::host_veth_name(args.container_id(), args.ifname());
-    if link::get_link(&mut host_nl, &host_name)?.is_some() {
-        return Err(PluginError::InterfaceExists {
-            ifname: host_name,
-            netns: "the node".to_string(),
-        });
-    }
-
-    // The IPAM answer (a process or a daemon round trip) is most of an
-    // ADD's time: the request goes out first and the links are wired
-    // while it is worked on, so our own work hides behind it. No thread
-    // is needed for that: the request runs in another process.
-    let pending = ipam::start_add(args, conf, stdin);
-    let wired = match &pending {
-        Ok(_) => wire(
-            args,
-            conf,
-            &netns,
-            &mut host_nl,
-            &mut pod_nl,
-            &host_name,
-            pod_mac,
-        ),
-        Err(_) => Ok(None),
-    };
-    let ipam_result = pending.and_then(ipam::PendingAdd::finish);
-
-    let ipam_result = match ipam_result {
-        Ok(r) => r,
-        Err(e) => {
-            // Leave nothing: our links go, and a reservation the IPAM
-            // plugin may have made before failing is released.
-            if let Err(err) = link::remove_link(&mut host_nl, &host_name) {
-                tracing::warn!(error = %err, "removing the veth of a failed ADD");
-            }
-            if e.ipam_may_have_reserved() {
-                if let Err(err) = ipam::del(args, conf, stdin) {
-                    tracing::warn!(error = %err, "releasing the address of a failed ADD");
-                }
-            }
-            return Err(e);
-        }
-    };
-    let finished = wired.and_then(|w| match w {
-        Some(w) => Ok(w),
-        // The first pod of the node: the bridge is created only now that
-        // IPAM has answered, so a failed ADD never leaves one behind.
-        None => {
-            link::ensure_bridge(
-                &mut host_nl,
-                conf.bridge.as_str(),
-                names::bridge_mac(conf.bridge.as_str()),
-                None,
-            )?;
-            wire(
-                args,
-                conf,
-                &netns,
-                &mut host_nl,
-                &mut pod_nl,
-                &host_name,
-                pod_mac,
-            )?
-            .ok_or_else(|| {
-                PluginError::Kernel(NetlinkError::kernel(
-                    format!("ip link show {}", conf.bridge),
-                    std::io::Error::other("the bridge vanished right after it was created"),
-                ))
-            })
-        }
-    });
-    match finished.and_then(|w| {
-        address(
-            args,
-            conf,
-            &netns,
-            &mut host_nl,
-            &mut pod_nl,
-            w,
-            ipam_result,
-        )
-    }) {
+pub fn add(args: &CmdArgs, conf: &NetConf) -> Result<CniResult, PluginError> {
+    let mut attempt = Attempt::prepare(args, conf)?;
+    let mut made = Made::default();
+    match attempt.run(&mut made) {
         Ok(result) => Ok(result),
-        Err(e) => {
-            undo(args, conf, stdin);
-            Err(e)
+        Err(error) => Err(made.roll_back(&mut attempt, error)),
+    }
+}
+
+/// One ADD once its refusals are behind it.
+struct Attempt<'a> {
+    args: &'a CmdArgs,
+    conf: &'a NetConf,
+    netns: NetNs,
+    host_nl: Netlink,
+    pod_nl: Netlink,
+    host_name: String,
+}
+
+/// What this ADD created, so that a failure undoes exactly that. The
+/// bridge and its gateway addresses are the node's, shared by every pod,
+/// and stay.
+#[derive(Default)]
+struct Made {
+    veth: bool,
+    ipam_reservation: bool,
+}
+
+impl Made {
+    /// Undoes what was made and returns the failure, with the rollback's
+    /// own failures beside it when there are any.
+    fn roll_back(self, attempt: &mut Attempt, error: PluginError) -> PluginError {
+        let mut cleanup = Vec::new();
+        // The host end takes the pod end with it.
+        if self.veth {
+            if let Err(e) = link::remove_link(&mut attempt.host_nl, &attempt.host_name) {
+                cleanup.push(PluginError::Kernel(e));
+            }
+        }
+        if self.ipam_reservation {
+            if let Err(e) = ipam::del(attempt.args, attempt.conf) {
+                cleanup.push(e);
+            }
+        }
+        if cleanup.is_empty() {
+            return error;
+        }
+        PluginError::RolledBackBadly {
+            error: Box::new(error),
+            cleanup,
         }
     }
 }
 
-/// Rolls a failed ADD back with our own idempotent DEL.
-fn undo(args: &Args, conf: &NetConf, stdin: &[u8]) {
-    if let Err(e) = super::del::del(args, conf, stdin) {
-        tracing::warn!(error = %e, "rolling back a failed ADD left something behind");
+impl<'a> Attempt<'a> {
+    /// The checks that refuse an ADD before anything is created, so these
+    /// errors change nothing.
+    fn prepare(args: &'a CmdArgs, conf: &'a NetConf) -> Result<Self, PluginError> {
+        let netns_path = args.netns.clone().unwrap_or_default();
+        let netns = NetNs::open(&netns_path).map_err(PluginError::from_netns)?;
+        let mut pod_nl = netns.netlink_in_place().map_err(PluginError::from_netns)?;
+        if netns.is_current()? {
+            return Err(PluginError::NetnsIsNode(netns_path.display().to_string()));
+        }
+        if link::get_link(&mut pod_nl, args.ifname())?.is_some() {
+            return Err(PluginError::InterfaceExists {
+                ifname: args.ifname().to_string(),
+                netns: netns_path.display().to_string(),
+            });
+        }
+        let mut host_nl = Netlink::open()?;
+        // The host end's name too: a live attachment of this (container
+        // id, ifname) in another namespace, or a foreign link of that name,
+        // is refused here, so the rollback only ever meets what this ADD
+        // created.
+        let host_name = names::host_veth_name(args.container_id(), args.ifname());
+        if link::get_link(&mut host_nl, &host_name)?.is_some() {
+            return Err(PluginError::InterfaceExists {
+                ifname: host_name,
+                netns: "the node".to_string(),
+            });
+        }
+        Ok(Self {
+            args,
+            conf,
+            netns,
+            host_nl,
+            pod_nl,
+            host_name,
+        })
     }
-}
 
-/// The gateway of one address: IPAM's, else the first host of its subnet.
-fn gateway_of(ip: &IpConfig) -> Option<IpAddr> {
-    ip.gateway.or_else(|| match ip.address {
-        IpNetwork::V4(n) if n.prefix() < 31 => Some(IpAddr::V4(std::net::Ipv4Addr::from(
-            u32::from(n.network()) + 1,
-        ))),
-        IpNetwork::V6(n) if n.prefix() < 127 => Some(IpAddr::V6(std::net::Ipv6Addr::from(
-            u128::from(n.network()) + 1,
-        ))),
-        _ => None,
-    })
+    fn run(&mut self, made: &mut Made) -> Result<CniResult, PluginError> {
+        // The IPAM answer (a process or a daemon round trip) is most of an
+        // ADD's time: the request goes out first and the links are wired
+        // while it is worked on, so our own work hides behind it. No
+        // thread is needed: the request runs in another process.
+        let pending = ipam::start_add(self.args, self.conf);
+        let wired = match &pending {
+            Ok(_) => self.wire(made),
+            Err(_) => Ok(None),
+        };
+        // Read before any failure is acted on, so that a rollback's release
+        // always follows the allocation it releases.
+        let answer = pending.and_then(ipam::PendingAdd::finish);
+        made.ipam_reservation = answer
+            .as_ref()
+            .map_or_else(PluginError::ipam_may_have_reserved, |_| true);
+        let answer = answer?;
+        let wired = match wired? {
+            Some(w) => w,
+            None => self.wire_first_pod(made)?,
+        };
+        self.address(wired, answer)
+    }
+
+    /// The first pod of the node: the bridge is created only once IPAM has
+    /// answered, so an ADD refused by IPAM never leaves one behind.
+    fn wire_first_pod(&mut self, made: &mut Made) -> Result<Wired, PluginError> {
+        let bridge = self.conf.bridge.as_str();
+        link::ensure_bridge(&mut self.host_nl, bridge, names::bridge_mac(bridge), None)?;
+        self.wire(made)?
+            .ok_or_else(|| PluginError::Vanished(format!("bridge {bridge}")))
+    }
 }
 
 /// The MTU of the interface the node's traffic leaves by: a FIB lookup of
@@ -173,148 +173,143 @@ struct Wired {
     pod: link::Link,
 }
 
-/// The veth pair: host end on the bridge, pod end in the pod, both up.
-/// `None` when the bridge does not exist yet.
-fn wire(
-    args: &Args,
-    conf: &NetConf,
-    netns: &NetNs,
-    host_nl: &mut Netlink,
-    pod_nl: &mut Netlink,
-    host_name: &str,
-    pod_mac: Option<MacAddr>,
-) -> Result<Option<Wired>, PluginError> {
-    let ifname = args.ifname();
-    let container_id = args.container_id();
-    let Some(bridge) = link::get_link(host_nl, conf.bridge.as_str())? else {
-        return Ok(None);
-    };
-    if bridge.kind.as_deref() != Some("bridge") {
-        return Err(PluginError::NotABridge {
-            name: conf.bridge.to_string(),
-            kind: bridge.kind.unwrap_or_else(|| "plain".into()),
-        });
+impl Attempt<'_> {
+    /// The veth pair: host end on the bridge, pod end in the pod, both up.
+    /// `None` when the bridge does not exist yet.
+    fn wire(&mut self, made: &mut Made) -> Result<Option<Wired>, PluginError> {
+        let (args, conf) = (self.args, self.conf);
+        let host_nl = &mut self.host_nl;
+        let host_name = self.host_name.as_str();
+        let ifname = args.ifname();
+        let container_id = args.container_id();
+        let Some(bridge) = link::get_link(host_nl, conf.bridge.as_str())? else {
+            return Ok(None);
+        };
+        if bridge.kind.as_deref() != Some("bridge") {
+            return Err(PluginError::NotABridge {
+                name: conf.bridge.to_string(),
+                kind: bridge.kind.unwrap_or_else(|| "plain".into()),
+            });
+        }
+        if !bridge.up {
+            link::set_up(host_nl, bridge.index)?;
+        }
+        let mtu = match conf.mtu {
+            Some(m) => m,
+            None => detect_mtu(host_nl)?,
+        };
+        let host_mac = names::host_veth_mac(container_id, ifname);
+        let pair = link::VethPair {
+            host_name,
+            host_mac,
+            pod_name: ifname,
+            pod_mac: conf.runtime_config.mac,
+            pod_netns: self.netns.fd(),
+            mtu,
+            bridge_index: bridge.index,
+        };
+        match link::add_veth(host_nl, &pair) {
+            Err(e) if e.is_exists() => {
+                return Err(PluginError::InterfaceExists {
+                    ifname: host_name.to_string(),
+                    netns: "the node".to_string(),
+                })
+            }
+            other => other?,
+        }
+        made.veth = true;
+        if conf.hairpin_mode {
+            if let Some(host) = link::get_link(host_nl, host_name)? {
+                link::set_hairpin(host_nl, host.index, true)?;
+            }
+        }
+        let pod_nl = &mut self.pod_nl;
+        let pod = link::get_link(pod_nl, ifname)?
+            .ok_or_else(|| PluginError::Vanished(format!("pod interface {ifname}")))?;
+        link::set_up(pod_nl, pod.index)?;
+        Ok(Some(Wired {
+            bridge_index: bridge.index,
+            mtu,
+            host_name: host_name.to_string(),
+            host_mac,
+            pod,
+        }))
     }
-    if !bridge.up {
-        link::set_up(host_nl, bridge.index)?;
-    }
-    let mtu = match conf.mtu {
-        Some(m) => m,
-        None => detect_mtu(host_nl)?,
-    };
-    let host_mac = names::host_veth_mac(container_id, ifname);
-    let pair = link::VethPair {
-        host_name,
-        host_mac,
-        pod_name: ifname,
-        pod_mac,
-        pod_netns: netns.fd(),
-        mtu,
-        bridge_index: bridge.index,
-    };
-    match link::add_veth(host_nl, &pair) {
-        Err(e) if e.is_exists() => {
-            return Err(PluginError::InterfaceExists {
-                ifname: host_name.to_string(),
-                netns: "the node".to_string(),
+
+    /// Addresses and routes from IPAM's answer, and the result.
+    fn address(&mut self, wired: Wired, ipam: CniResult) -> Result<CniResult, PluginError> {
+        let (args, conf) = (self.args, self.conf);
+        let (host_nl, pod_nl) = (&mut self.host_nl, &mut self.pod_nl);
+        let gateways: Vec<Option<IpAddr>> = ipam.ips.iter().map(gateway_of).collect();
+        for (ip, gw) in ipam.ips.iter().zip(&gateways) {
+            if let Some(gw) = gw {
+                let on_bridge = IpNetwork::new(*gw, ip.address.prefix()).map_err(|_| {
+                    PluginError::IpamGateway {
+                        gateway: *gw,
+                        address: ip.address,
+                    }
+                })?;
+                addr::ensure_address(host_nl, wired.bridge_index, on_bridge)?;
+            }
+        }
+        let pod = &wired.pod;
+        for ip in &ipam.ips {
+            addr::add_address(pod_nl, pod.index, ip.address)?;
+        }
+        let routes = routes_for(&ipam, &gateways);
+        for r in &routes {
+            let mut entry = route::RouteEntry::new(r.dst, r.gw, Some(pod.index));
+            entry.mtu = r.mtu;
+            entry.advmss = r.advmss;
+            entry.priority = r.priority;
+            if let Some(t) = r.table {
+                entry.table = t;
+            }
+            if let Some(s) = r.scope {
+                entry.scope = s;
+            }
+            route::add_route(pod_nl, &entry)?;
+        }
+
+        let host_if = Interface {
+            name: wired.host_name,
+            mac: crate::mac::format_mac(&wired.host_mac),
+            mtu: Some(wired.mtu),
+            ..Default::default()
+        };
+        let pod_if = Interface {
+            name: args.ifname().to_string(),
+            mac: pod.mac_string(),
+            mtu: Some(pod.mtu),
+            sandbox: Some(self.netns.path().display().to_string()),
+            ..Default::default()
+        };
+        let ips = ipam
+            .ips
+            .iter()
+            .zip(&gateways)
+            .map(|(ip, gw)| IpConfig {
+                address: ip.address,
+                gateway: *gw,
+                interface: Some(1),
             })
-        }
-        other => other?,
+            .collect();
+        let dns = match &conf.dns {
+            Some(d) if !d.is_empty() => d.clone(),
+            _ => ipam.dns.clone(),
+        };
+        Ok(CniResult {
+            interfaces: vec![host_if, pod_if],
+            ips,
+            routes,
+            dns,
+        })
     }
-    if conf.hairpin_mode {
-        if let Some(host) = link::get_link(host_nl, host_name)? {
-            link::set_hairpin(host_nl, host.index, true)?;
-        }
-    }
-    let pod = link::get_link(pod_nl, ifname)?.ok_or_else(|| {
-        PluginError::Kernel(NetlinkError::kernel(
-            format!("ip link show {ifname}"),
-            std::io::Error::other("the pod end vanished right after it was created"),
-        ))
-    })?;
-    link::set_up(pod_nl, pod.index)?;
-    Ok(Some(Wired {
-        bridge_index: bridge.index,
-        mtu,
-        host_name: host_name.to_string(),
-        host_mac,
-        pod,
-    }))
 }
 
-/// Addresses and routes from IPAM's answer, and the result.
-fn address(
-    args: &Args,
-    conf: &NetConf,
-    netns: &NetNs,
-    host_nl: &mut Netlink,
-    pod_nl: &mut Netlink,
-    wired: Wired,
-    ipam: CniResult,
-) -> Result<CniResult, PluginError> {
-    let gateways: Vec<Option<IpAddr>> = ipam.ips.iter().map(gateway_of).collect();
-    for (ip, gw) in ipam.ips.iter().zip(&gateways) {
-        if let Some(gw) = gw {
-            let on_bridge =
-                IpNetwork::new(*gw, ip.address.prefix()).map_err(|_| PluginError::IpamGateway {
-                    gateway: *gw,
-                    address: ip.address,
-                })?;
-            addr::ensure_address(host_nl, wired.bridge_index, on_bridge)?;
-        }
-    }
-    let pod = &wired.pod;
-    for ip in &ipam.ips {
-        addr::add_address(pod_nl, pod.index, ip.address)?;
-    }
-    let routes = routes_for(&ipam, &gateways);
-    for r in &routes {
-        let mut entry = route::RouteEntry::new(r.dst, r.gw, Some(pod.index));
-        entry.mtu = r.mtu;
-        entry.advmss = r.advmss;
-        entry.priority = r.priority;
-        if let Some(t) = r.table {
-            entry.table = t;
-        }
-        if let Some(s) = r.scope {
-            entry.scope = s;
-        }
-        route::add_route(pod_nl, &entry)?;
-    }
-
-    let host_if = Interface {
-        name: wired.host_name,
-        mac: crate::mac::format_mac(&wired.host_mac),
-        mtu: Some(wired.mtu),
-        ..Default::default()
-    };
-    let pod_if = Interface {
-        name: args.ifname().to_string(),
-        mac: pod.mac_string(),
-        mtu: Some(pod.mtu),
-        sandbox: Some(netns.path().display().to_string()),
-        ..Default::default()
-    };
-    let ips = ipam
-        .ips
-        .iter()
-        .zip(&gateways)
-        .map(|(ip, gw)| IpConfig {
-            address: ip.address,
-            gateway: *gw,
-            interface: Some(1),
-        })
-        .collect();
-    let dns = match &conf.dns {
-        Some(d) if !d.is_empty() => d.clone(),
-        _ => ipam.dns.clone(),
-    };
-    Ok(CniResult {
-        interfaces: vec![host_if, pod_if],
-        ips,
-        routes,
-        dns,
-    })
+/// The gateway of one address: IPAM's, else the first host of its subnet.
+fn gateway_of(ip: &IpConfig) -> Option<IpAddr> {
+    ip.gateway.or_else(|| podnet_ipam::first_host(&ip.address))
 }
 
 /// IPAM's routes, each with its family's gateway when it names none, plus

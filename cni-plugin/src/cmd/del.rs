@@ -1,21 +1,21 @@
 //! DEL: best effort to the fullest extent. Whatever is already gone is
 //! success; a failing step does not stop the next one.
 
+use crate::args::CmdArgs;
 use crate::error::PluginError;
 use crate::ipam;
 use crate::names;
 use crate::netlink::netns::NetNs;
 use crate::netlink::{link, Netlink};
-use crate::skel::Args;
 use crate::spec::NetConf;
 
-pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
+pub fn del(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
     // The release runs while the kernel deletes the veth (its ~10-20 ms are
     // DEL's floor, spent inside one blocking netlink request): neither waits
     // for the other. A thread, because starting the IPAM plugin from this
     // one would hold the deletion back until the plugin's exec.
     let (links, released) = std::thread::scope(|s| {
-        let ipam = s.spawn(|| ipam::del(args, conf, stdin));
+        let ipam = s.spawn(|| ipam::del(args, conf));
         let links = remove_links(args);
         (links, ipam.join().unwrap_or(Err(PluginError::IpamThread)))
     });
@@ -24,14 +24,10 @@ pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError>
     if let Err(e) = released {
         errors.push(e);
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(PluginError::Several(errors)),
-    }
+    PluginError::all(errors)
 }
 
-fn remove_links(args: &Args) -> Vec<PluginError> {
+fn remove_links(args: &CmdArgs) -> Vec<PluginError> {
     let mut errors = Vec::new();
 
     // Deleting the host end takes the pod end with it, wherever the pod's
@@ -54,7 +50,7 @@ fn remove_links(args: &Args) -> Vec<PluginError> {
 
 /// A pod end whose host end is missing (deleted by hand, say): removed
 /// when the namespace still exists and the interface is a veth.
-fn remove_pod_end(args: &Args) -> Result<(), PluginError> {
+fn remove_pod_end(args: &CmdArgs) -> Result<(), PluginError> {
     let Some(path) = &args.netns else {
         return Ok(());
     };

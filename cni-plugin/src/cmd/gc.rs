@@ -3,20 +3,14 @@
 
 use std::collections::HashSet;
 
+use crate::args::CmdArgs;
 use crate::error::PluginError;
 use crate::ipam;
 use crate::names;
 use crate::netlink::{link, Netlink};
-use crate::skel::Args;
 use crate::spec::NetConf;
 
-pub fn gc(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    if !conf.cni_version.has_status_and_gc() {
-        return Err(PluginError::VerbNotInVersion {
-            verb: "GC",
-            version: conf.cni_version.as_str(),
-        });
-    }
+pub fn gc(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
     // Without the list, "everything else" would be every pod of the node.
     let valid = conf
         .valid_attachments
@@ -31,14 +25,10 @@ pub fn gc(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> 
     if let Err(e) = remove_stale_veths(conf, &keep) {
         errors.push(e);
     }
-    if let Err(e) = ipam::gc(args, conf, stdin) {
+    if let Err(e) = ipam::gc(args, conf) {
         errors.push(e);
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(PluginError::Several(errors)),
-    }
+    PluginError::all(errors)
 }
 
 /// Host veths of ours (prefix `pn`) on this network's bridge that no valid
@@ -60,9 +50,5 @@ fn remove_stale_veths(conf: &NetConf, keep: &HashSet<String>) -> Result<(), Plug
             }
         }
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(PluginError::Several(errors)),
-    }
+    PluginError::all(errors)
 }

@@ -1,11 +1,10 @@
 //! IPAM by delegation: the plugin named by `ipam.type`, run from CNI_PATH
 //! with the complete configuration, as the reference plugins do.
 
-use super::ipam_of;
+use crate::args::{CmdArgs, Command};
 use crate::delegate;
 use crate::error::PluginError;
-use crate::skel::Args;
-use crate::spec::{CniResult, CniVersion, NetConf};
+use crate::spec::{CniResult, CniVersion, IpamConf, NetConf};
 
 /// IPAM ADD started: the plugin runs while the caller wires links.
 pub struct PendingAdd {
@@ -14,10 +13,13 @@ pub struct PendingAdd {
     running: delegate::Running,
 }
 
-pub fn start_add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<PendingAdd, PluginError> {
-    let ipam = ipam_of(conf)?;
-    let running =
-        delegate::spawn(&ipam.plugin_type, "ADD", args, stdin).map_err(PluginError::Ipam)?;
+pub fn start_add(
+    args: &CmdArgs,
+    conf: &NetConf,
+    ipam: &IpamConf,
+) -> Result<PendingAdd, PluginError> {
+    let running = delegate::spawn(&ipam.plugin_type, Command::Add, args, &args.stdin)
+        .map_err(PluginError::Ipam)?;
     Ok(PendingAdd {
         plugin: ipam.plugin_type.clone(),
         version: conf.cni_version,
@@ -47,9 +49,8 @@ impl PendingAdd {
 }
 
 /// Runs a verb whose success prints nothing: DEL, CHECK, STATUS, GC.
-pub fn forward(verb: &str, args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    let ipam = ipam_of(conf)?;
-    delegate::exec(&ipam.plugin_type, verb, args, stdin)
+pub fn forward(verb: Command, args: &CmdArgs, ipam: &IpamConf) -> Result<(), PluginError> {
+    delegate::exec(&ipam.plugin_type, verb, args, &args.stdin)
         .map(|_| ())
         .map_err(PluginError::Ipam)
 }
@@ -58,21 +59,16 @@ pub fn forward(verb: &str, args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<
 /// older plugin (host-local before 1.5, say) would answer "unknown
 /// command", which is no statement about its readiness.
 pub fn forward_if_supported(
-    verb: &str,
-    args: &Args,
+    verb: Command,
+    args: &CmdArgs,
     conf: &NetConf,
-    stdin: &[u8],
+    ipam: &IpamConf,
 ) -> Result<(), PluginError> {
-    let ipam = ipam_of(conf)?;
-    let version_args = Args {
-        command: crate::skel::Command::Version,
-        ..args.clone()
-    };
     let request = format!(r#"{{"cniVersion":"{}"}}"#, conf.cni_version);
     let info = delegate::exec(
         &ipam.plugin_type,
-        "VERSION",
-        &version_args,
+        Command::Version,
+        args,
         request.as_bytes(),
     )
     .map_err(PluginError::Ipam)?;
@@ -85,8 +81,8 @@ pub fn forward_if_supported(
                 .any(|v| v.as_str() == Some(CniVersion::V1_1_0.as_str()))
         });
     if !speaks_1_1 {
-        tracing::debug!(plugin = %ipam.plugin_type, verb, "IPAM plugin predates CNI 1.1; not forwarded");
+        tracing::debug!(plugin = %ipam.plugin_type, verb = verb.as_str(), "IPAM plugin predates CNI 1.1; not forwarded");
         return Ok(());
     }
-    forward(verb, args, conf, stdin)
+    forward(verb, args, ipam)
 }

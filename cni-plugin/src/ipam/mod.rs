@@ -5,21 +5,12 @@
 pub mod delegated;
 pub mod native;
 
+use crate::args::{CmdArgs, Command};
 use crate::error::PluginError;
-use crate::skel::Args;
-use crate::spec::{CniResult, IpamConf, NetConf};
+use crate::spec::{CniResult, IpamConf, IpamKind, NetConf};
 
 pub(crate) fn ipam_of(conf: &NetConf) -> Result<&IpamConf, PluginError> {
     conf.ipam.as_ref().ok_or(PluginError::NoIpam)
-}
-
-fn native_conf(conf: &NetConf) -> Result<Option<native::NativeConf>, PluginError> {
-    let ipam = ipam_of(conf)?;
-    if ipam.plugin_type == native::PLUGIN_TYPE {
-        native::NativeConf::parse(&ipam.raw).map(Some)
-    } else {
-        Ok(None)
-    }
 }
 
 /// An IPAM ADD under way: the request is out, the answer not read yet.
@@ -29,10 +20,11 @@ pub enum PendingAdd {
 }
 
 /// Sends the IPAM ADD and returns without waiting for its answer.
-pub fn start_add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<PendingAdd, PluginError> {
-    Ok(match native_conf(conf)? {
-        Some(n) => PendingAdd::Native(native::start_add(args, conf, &n)?),
-        None => PendingAdd::Delegated(delegated::start_add(args, conf, stdin)?),
+pub fn start_add(args: &CmdArgs, conf: &NetConf) -> Result<PendingAdd, PluginError> {
+    let ipam = ipam_of(conf)?;
+    Ok(match &ipam.kind {
+        IpamKind::Native(n) => PendingAdd::Native(native::start_add(args, conf, n)?),
+        IpamKind::Delegated => PendingAdd::Delegated(delegated::start_add(args, conf, ipam)?),
     })
 }
 
@@ -45,39 +37,43 @@ impl PendingAdd {
     }
 }
 
-pub fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    match native_conf(conf)? {
-        Some(n) => native::del(args, &n),
-        None => delegated::forward("DEL", args, conf, stdin),
+pub fn del(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
+    let ipam = ipam_of(conf)?;
+    match &ipam.kind {
+        IpamKind::Native(n) => native::del(args, n),
+        IpamKind::Delegated => delegated::forward(Command::Del, args, ipam),
     }
 }
 
-pub fn check(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    match native_conf(conf)? {
-        Some(n) => native::check(args, conf, &n),
-        None => delegated::forward("CHECK", args, conf, stdin),
+pub fn check(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
+    let ipam = ipam_of(conf)?;
+    match &ipam.kind {
+        IpamKind::Native(n) => native::check(args, conf, n),
+        IpamKind::Delegated => delegated::forward(Command::Check, args, ipam),
     }
 }
 
-pub fn status(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    match native_conf(conf)? {
-        Some(n) => native::status(&n),
-        None => delegated::forward_if_supported("STATUS", args, conf, stdin),
+pub fn status(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
+    let ipam = ipam_of(conf)?;
+    match &ipam.kind {
+        IpamKind::Native(n) => native::status(n),
+        IpamKind::Delegated => delegated::forward_if_supported(Command::Status, args, conf, ipam),
     }
 }
 
-pub fn gc(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), PluginError> {
-    match native_conf(conf)? {
-        Some(n) => native::gc(conf, &n),
-        None => delegated::forward_if_supported("GC", args, conf, stdin),
+pub fn gc(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
+    let ipam = ipam_of(conf)?;
+    match &ipam.kind {
+        IpamKind::Native(n) => native::gc(conf, n),
+        IpamKind::Delegated => delegated::forward_if_supported(Command::Gc, args, conf, ipam),
     }
 }
 
 /// Tells podnetd how long an ADD or DEL took, for its metrics; only when
 /// podnetd is the IPAM (it is then known to be there), and never holding
 /// the verb up for long.
-pub fn report(conf: &NetConf, verb: crate::skel::Command, took: std::time::Duration, ok: bool) {
-    if let Ok(Some(n)) = native_conf(conf) {
-        native::report(&n, verb.as_str(), took, ok);
+pub fn report(conf: &NetConf, verb: Command, took: std::time::Duration, ok: bool) {
+    if let Some(n) = conf.ipam.as_ref().and_then(IpamConf::native) {
+        native::report(n, verb.as_str(), took, ok);
     }
 }

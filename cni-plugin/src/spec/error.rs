@@ -35,6 +35,9 @@ impl ErrorCode {
     pub const IPAM: Self = Self(102);
     /// CHECK found something ADD created missing or changed.
     pub const CHECK_FAILED: Self = Self(103);
+    /// podnet: a failure inside podnet itself (a worker thread that died, a
+    /// netlink reply it could not read), not the kernel's or the input's.
+    pub const INTERNAL: Self = Self(104);
 }
 
 impl fmt::Display for ErrorCode {
@@ -148,6 +151,8 @@ mod tests {
             (ErrorCode::KERNEL, 100),
             (ErrorCode::INTERFACE_EXISTS, 101),
             (ErrorCode::IPAM, 102),
+            (ErrorCode::CHECK_FAILED, 103),
+            (ErrorCode::INTERNAL, 104),
         ];
         for (c, n) in codes {
             assert_eq!(c.0, n);

@@ -6,11 +6,13 @@
 pub mod config;
 pub mod error;
 pub mod ifname;
+pub mod ipam;
 pub mod result;
 pub mod version;
 
-pub use config::{Attachment, ConfigError, IpamConf, NetConf, RuntimeConfig, VersionRequest};
+pub use config::{Attachment, ConfigError, NetConf, RuntimeConfig, VersionRequest};
 pub use error::{ErrorCode, ErrorReply};
 pub use ifname::IfName;
+pub use ipam::{IpamConf, IpamKind, NativeConf};
 pub use result::{CniResult, Dns, Interface, IpConfig, ResultError, Route};
-pub use version::CniVersion;
+pub use version::{version_reply, CniVersion};

@@ -55,6 +55,16 @@ impl CniVersion {
     }
 }
 
+/// VERSION's answer: the versions podnet reads configurations in and
+/// writes results in. It echoes the version the runtime asked in, as the
+/// spec says (Go's skel always answers its own latest instead).
+pub fn version_reply(requested: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "cniVersion": requested.unwrap_or(CniVersion::LATEST.as_str()),
+        "supportedVersions": CniVersion::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+    })
+}
+
 impl fmt::Display for CniVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

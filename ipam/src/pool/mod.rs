@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{from_u128, normalise, same_family, span, to_u128};
+use crate::addr::{first_host, from_u128, normalise, same_family, span, to_u128};
 use crate::error::IpamError;
 use crate::lock;
 
@@ -63,12 +63,12 @@ impl Range {
         // A /31 (RFC 3021 point-to-point) or /32 has no room for a gateway on the node's bridge
         // and a pod besides; the same holds for an IPv6 /127 or /128 once the subnet-router
         // anycast address is left out.
-        if (v4 && net.prefix() > 30) || (!v4 && net.prefix() > 126) {
+        let Some(gateway) = first_host(&net) else {
             return Err(IpamError::InvalidRange {
                 range: net,
                 reason: "too small: no pod address left after network, gateway and broadcast",
             });
-        }
+        };
         let (network, last) = span(&net);
         let broadcast = v4.then_some(last);
         let first_usable = network + 2;
@@ -83,7 +83,7 @@ impl Range {
             net,
             v4,
             network,
-            gateway: network + 1,
+            gateway: to_u128(gateway),
             broadcast,
             first_usable,
             last_usable,
@@ -226,12 +226,6 @@ impl<S: PoolStore> Pool<S> {
             .into_iter()
             .filter(|a| !a.within(&cidrs))
             .collect())
-    }
-
-    /// The gateway of a node CIDR (the node's bridge address): its first host, network + 1.
-    pub fn gateway(range: &IpNetwork) -> IpAddr {
-        let (network, _) = span(range);
-        from_u128(network.wrapping_add(1), range.is_ipv4())
     }
 
     /// Gives `req.key` one address per range, or returns the allocation it already holds.

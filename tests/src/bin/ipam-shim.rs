@@ -2,8 +2,9 @@
 //! predates CNI 1.1, so this shim speaks 1.1.0 to podnet and 1.0.0 to
 //! host-local, whose results are valid 1.1.0 results. STATUS answers from
 //! a file (`$SHIM_STATUS`: absent = ready, else its content is the error
-//! code); GC is recorded in `$SHIM_LOG`; ADD prints `$SHIM_ADD_RESULT`'s
-//! content instead when that is set.
+//! code); every call is recorded in `$SHIM_LOG`; ADD prints
+//! `$SHIM_ADD_RESULT`'s content instead when that is set, and DEL fails
+//! with code 11 when `$SHIM_DEL_FAILS` is set.
 
 use std::io::{Read, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -49,6 +50,13 @@ fn main() -> ExitCode {
             let path = std::env::var_os("SHIM_ADD_RESULT").unwrap_or_default();
             print!("{}", std::fs::read_to_string(path).unwrap_or_default());
             ExitCode::SUCCESS
+        }
+        "DEL" if std::env::var_os("SHIM_DEL_FAILS").is_some() => {
+            println!(
+                "{}",
+                json!({"cniVersion": "1.1.0", "code": 11, "msg": "IPAM store unavailable"})
+            );
+            ExitCode::FAILURE
         }
         _ => {
             conf["cniVersion"] = json!("1.0.0");
