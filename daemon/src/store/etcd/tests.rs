@@ -1,3 +1,5 @@
+//! The etcd store's pure parts; against a real etcd: tests/tests/etcd_store.rs.
+
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;

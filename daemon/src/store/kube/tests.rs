@@ -1,3 +1,6 @@
+//! Error classes, retry bounds and the uninstall decision; the client
+//! against a stand-in API server: tests/tests/kube_store.rs.
+
 use std::time::Duration;
 
 use super::register::REPLAN_JITTER;
