@@ -64,16 +64,40 @@ pub struct Service<S: PoolStore = SledPoolStore> {
 }
 
 fn to_response(e: &IpamError) -> Response {
-    let kind = if e.is_exhausted() {
-        ErrorKind::Exhausted
-    } else if matches!(e, IpamError::Store(_) | IpamError::Corrupt { .. }) {
-        ErrorKind::Internal
-    } else {
-        ErrorKind::InvalidRequest
-    };
     Response::Error {
-        kind,
+        kind: wire_kind(e),
         message: e.to_string(),
+    }
+}
+
+/// The kind the plugin picks its CNI code by. No `_` arm: a new IPAM error
+/// does not compile until it is given a kind here.
+fn wire_kind(e: &IpamError) -> ErrorKind {
+    match e {
+        // Nothing left until something is released.
+        IpamError::ClusterExhausted { .. } | IpamError::PoolExhausted { .. } => {
+            ErrorKind::Exhausted
+        }
+        // The daemon's database failed or holds what it cannot read: not
+        // the request's fault.
+        IpamError::Store(_) | IpamError::Corrupt { .. } => ErrorKind::Internal,
+        // What the request asked for cannot be given.
+        IpamError::AddressOutsidePool { .. }
+        | IpamError::AddressReserved { .. }
+        | IpamError::AddressInUse { .. }
+        | IpamError::RequestedFamilyTwice { .. }
+        | IpamError::RequestMismatch { .. } => ErrorKind::InvalidRequest,
+        // The pool's ranges (the node's CIDRs) are unusable: the cluster
+        // configuration is wrong.
+        IpamError::NoRanges
+        | IpamError::RangesOverlap { .. }
+        | IpamError::InvalidRange { .. }
+        | IpamError::InvalidNodePrefix { .. }
+        | IpamError::InvalidMaxPods { .. } => ErrorKind::InvalidRequest,
+        // A lost cluster-level race (the pool never reports one) and a
+        // record of the daemon's own that would not encode: answered as
+        // they always have been.
+        IpamError::ClaimContended { .. } | IpamError::Encode { .. } => ErrorKind::InvalidRequest,
     }
 }
 
@@ -216,6 +240,138 @@ impl<S: PoolStore> Service<S> {
                 }
                 Err(e) => tracing::warn!(error = %e, "spooled release failed; kept for next time"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().unwrap()
+    }
+
+    /// The plugin picks its CNI code by these kinds: a change here changes
+    /// what runtimes see.
+    #[test]
+    fn every_ipam_error_has_the_wire_kind_it_always_had() {
+        let key = AttachmentKey {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        let ip = "10.0.0.5".parse().unwrap();
+        let encode = serde_json::from_str::<u8>("x").unwrap_err();
+        let cases = [
+            (
+                IpamError::ClusterExhausted {
+                    ranges: vec![],
+                    node_prefix: 24,
+                    node_cidrs: 0,
+                },
+                ErrorKind::Exhausted,
+            ),
+            (
+                IpamError::PoolExhausted {
+                    range: net("10.0.0.0/24"),
+                    capacity: 253,
+                },
+                ErrorKind::Exhausted,
+            ),
+            (
+                IpamError::Store(sled::Error::Unsupported("test".into())),
+                ErrorKind::Internal,
+            ),
+            (
+                IpamError::Corrupt {
+                    key: "k".into(),
+                    reason: "r".into(),
+                },
+                ErrorKind::Internal,
+            ),
+            (
+                IpamError::AddressOutsidePool { ip, ranges: vec![] },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::AddressReserved { ip, reason: "r" },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::AddressInUse {
+                    ip,
+                    owner: key.clone(),
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::RequestedFamilyTwice {
+                    first: ip,
+                    second: ip,
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::RequestMismatch {
+                    key,
+                    existing: vec![],
+                    requested: vec![],
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (IpamError::NoRanges, ErrorKind::InvalidRequest),
+            (
+                IpamError::RangesOverlap {
+                    first: net("10.0.0.0/16"),
+                    second: net("10.0.0.0/24"),
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::InvalidRange {
+                    range: net("10.0.0.0/31"),
+                    reason: "r",
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::InvalidNodePrefix {
+                    prefix: 33,
+                    reason: "r",
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::InvalidMaxPods {
+                    max_pods: 0,
+                    reason: "r",
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::ClaimContended {
+                    node: "n".into(),
+                    attempts: 3,
+                },
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                IpamError::Encode {
+                    what: "allocation",
+                    source: encode,
+                },
+                ErrorKind::InvalidRequest,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(wire_kind(&error), kind, "{error}");
+            assert_eq!(
+                to_response(&error),
+                Response::Error {
+                    kind,
+                    message: error.to_string()
+                }
+            );
         }
     }
 }
