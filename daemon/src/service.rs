@@ -248,122 +248,15 @@ impl<S: PoolStore> Service<S> {
 mod tests {
     use super::*;
 
+    // The plugin picks its CNI code by these kinds: a change here changes
+    // what runtimes see.
+
     fn net(s: &str) -> IpNetwork {
         s.parse().unwrap()
     }
 
-    /// The plugin picks its CNI code by these kinds: a change here changes
-    /// what runtimes see.
-    #[test]
-    fn every_ipam_error_has_the_wire_kind_it_always_had() {
-        let key = AttachmentKey {
-            container_id: "c1".into(),
-            ifname: "eth0".into(),
-        };
-        let ip = "10.0.0.5".parse().unwrap();
-        let encode = serde_json::from_str::<u8>("x").unwrap_err();
-        let cases = [
-            (
-                IpamError::ClusterExhausted {
-                    ranges: vec![],
-                    node_prefix: 24,
-                    node_cidrs: 0,
-                },
-                ErrorKind::Exhausted,
-            ),
-            (
-                IpamError::PoolExhausted {
-                    range: net("10.0.0.0/24"),
-                    capacity: 253,
-                },
-                ErrorKind::Exhausted,
-            ),
-            (
-                IpamError::Store(sled::Error::Unsupported("test".into())),
-                ErrorKind::Internal,
-            ),
-            (
-                IpamError::Corrupt {
-                    key: "k".into(),
-                    reason: "r".into(),
-                },
-                ErrorKind::Internal,
-            ),
-            (
-                IpamError::AddressOutsidePool { ip, ranges: vec![] },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::AddressReserved { ip, reason: "r" },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::AddressInUse {
-                    ip,
-                    owner: key.clone(),
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::RequestedFamilyTwice {
-                    first: ip,
-                    second: ip,
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::RequestMismatch {
-                    key,
-                    existing: vec![],
-                    requested: vec![],
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (IpamError::NoRanges, ErrorKind::InvalidRequest),
-            (
-                IpamError::RangesOverlap {
-                    first: net("10.0.0.0/16"),
-                    second: net("10.0.0.0/24"),
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::InvalidRange {
-                    range: net("10.0.0.0/31"),
-                    reason: "r",
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::InvalidNodePrefix {
-                    prefix: 33,
-                    reason: "r",
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::InvalidMaxPods {
-                    max_pods: 0,
-                    reason: "r",
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::ClaimContended {
-                    node: "n".into(),
-                    attempts: 3,
-                },
-                ErrorKind::InvalidRequest,
-            ),
-            (
-                IpamError::Encode {
-                    what: "allocation",
-                    source: encode,
-                },
-                ErrorKind::InvalidRequest,
-            ),
-        ];
-        for (error, kind) in cases {
+    fn assert_kind(kind: ErrorKind, errors: impl IntoIterator<Item = IpamError>) {
+        for error in errors {
             assert_eq!(wire_kind(&error), kind, "{error}");
             assert_eq!(
                 to_response(&error),
@@ -373,5 +266,100 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn nothing_left_is_exhausted() {
+        assert_kind(
+            ErrorKind::Exhausted,
+            [
+                IpamError::ClusterExhausted {
+                    ranges: vec![],
+                    node_prefix: 24,
+                    node_cidrs: 0,
+                },
+                IpamError::PoolExhausted {
+                    range: net("10.0.0.0/24"),
+                    capacity: 253,
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn the_database_failing_is_internal() {
+        assert_kind(
+            ErrorKind::Internal,
+            [
+                IpamError::Store(sled::Error::Unsupported("test".into())),
+                IpamError::Corrupt {
+                    key: "k".into(),
+                    reason: "r".into(),
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_given_is_an_invalid_request() {
+        let key = AttachmentKey {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        let ip = "10.0.0.5".parse().unwrap();
+        assert_kind(
+            ErrorKind::InvalidRequest,
+            [
+                IpamError::AddressOutsidePool { ip, ranges: vec![] },
+                IpamError::AddressReserved { ip, reason: "r" },
+                IpamError::AddressInUse {
+                    ip,
+                    owner: key.clone(),
+                },
+                IpamError::RequestedFamilyTwice {
+                    first: ip,
+                    second: ip,
+                },
+                IpamError::RequestMismatch {
+                    key,
+                    existing: vec![],
+                    requested: vec![],
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_ranges_and_the_rest_are_invalid_requests_as_before() {
+        assert_kind(
+            ErrorKind::InvalidRequest,
+            [
+                IpamError::NoRanges,
+                IpamError::RangesOverlap {
+                    first: net("10.0.0.0/16"),
+                    second: net("10.0.0.0/24"),
+                },
+                IpamError::InvalidRange {
+                    range: net("10.0.0.0/31"),
+                    reason: "r",
+                },
+                IpamError::InvalidNodePrefix {
+                    prefix: 33,
+                    reason: "r",
+                },
+                IpamError::InvalidMaxPods {
+                    max_pods: 0,
+                    reason: "r",
+                },
+                IpamError::ClaimContended {
+                    node: "n".into(),
+                    attempts: 3,
+                },
+                IpamError::Encode {
+                    what: "allocation",
+                    source: serde_json::from_str::<u8>("x").unwrap_err(),
+                },
+            ],
+        );
     }
 }
