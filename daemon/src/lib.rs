@@ -16,6 +16,7 @@ pub mod node_setup;
 pub mod nodenet;
 pub mod reclaim;
 pub mod reconciler;
+pub mod retry;
 pub mod routes;
 pub mod server;
 pub mod service;

@@ -71,16 +71,34 @@ pub struct Metrics {
     pub plugin_del_errors: AtomicU64,
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
+/// The `# HELP` and `# TYPE` lines that open a metric.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
+    header(out, name, help, "counter");
     let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u128) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
+    header(out, name, help, "gauge");
     let _ = writeln!(out, "{name} {value}");
+}
+
+/// A gauge with one sample per node CIDR, labelled `range`.
+fn range_gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    usage: &[RangeUsage],
+    value: impl Fn(&RangeUsage) -> u128,
+) {
+    header(out, name, help, "gauge");
+    for u in usage {
+        let _ = writeln!(out, "{name}{{range=\"{}\"}} {}", u.range, value(u));
+    }
 }
 
 impl Metrics {
@@ -96,128 +114,128 @@ impl Metrics {
     /// current CIDRs (see `Pool::outside_ranges`).
     pub fn render(&self, usage: &[RangeUsage], outside_node_cidr: usize) -> String {
         let mut out = String::new();
+        self.render_ipam(&mut out, usage, outside_node_cidr);
+        self.render_routes(&mut out);
+        self.render_cni(&mut out);
+        out
+    }
+
+    fn render_ipam(&self, out: &mut String, usage: &[RangeUsage], outside_node_cidr: usize) {
         counter(
-            &mut out,
+            out,
             "podnet_ipam_allocations_total",
             "Addresses handed out.",
             &self.allocations,
         );
         counter(
-            &mut out,
+            out,
             "podnet_ipam_releases_total",
             "Attachments released by DEL.",
             &self.releases,
         );
         counter(
-            &mut out,
+            out,
             "podnet_ipam_allocation_errors_total",
             "ADDs that got no address.",
             &self.allocation_errors,
         );
         counter(
-            &mut out,
+            out,
             "podnet_ipam_reclaimed_total",
             "Leaked attachments the reclaimer released.",
             &self.reclaimed,
         );
         counter(
-            &mut out,
+            out,
             "podnet_ipam_spool_applied_total",
             "Spooled releases applied.",
             &self.spool_applied,
         );
         counter(
-            &mut out,
+            out,
             "podnet_ipam_gc_released_total",
             "Attachments released by CNI GC.",
             &self.gc_released,
         );
-        let _ = writeln!(
+        range_gauge(
             out,
-            "# HELP podnet_ipam_pool_used Addresses in use per node CIDR."
+            "podnet_ipam_pool_used",
+            "Addresses in use per node CIDR.",
+            usage,
+            |u| u.used,
         );
-        let _ = writeln!(out, "# TYPE podnet_ipam_pool_used gauge");
-        for u in usage {
-            let _ = writeln!(
-                out,
-                "podnet_ipam_pool_used{{range=\"{}\"}} {}",
-                u.range, u.used
-            );
-        }
-        let _ = writeln!(
+        range_gauge(
             out,
-            "# HELP podnet_ipam_pool_capacity Usable addresses per node CIDR."
+            "podnet_ipam_pool_capacity",
+            "Usable addresses per node CIDR.",
+            usage,
+            |u| u.capacity,
         );
-        let _ = writeln!(out, "# TYPE podnet_ipam_pool_capacity gauge");
-        for u in usage {
-            let _ = writeln!(
-                out,
-                "podnet_ipam_pool_capacity{{range=\"{}\"}} {}",
-                u.range, u.capacity
-            );
-        }
         gauge(
-            &mut out,
+            out,
             "podnet_ipam_outside_node_cidr",
             "Pods holding an address outside the node's current CIDRs (from before the Node's podCIDRs changed): peers no longer route to them; recreate them.",
             outside_node_cidr as u128,
         );
+    }
+
+    fn render_routes(&self, out: &mut String) {
         gauge(
-            &mut out,
+            out,
             "podnet_peers",
             "Other nodes known from the cluster store.",
             u128::from(self.peers.load(Ordering::Relaxed)),
         );
         gauge(
-            &mut out,
+            out,
             "podnet_routes",
             "Routes to other nodes' pods podnetd holds.",
             u128::from(self.routes.load(Ordering::Relaxed)),
         );
         counter(
-            &mut out,
+            out,
             "podnet_route_changes_total",
             "Routes added, replaced or removed by the reconciler.",
             &self.route_changes,
         );
         counter(
-            &mut out,
+            out,
             "podnet_reconcile_errors_total",
             "Reconcile passes that failed.",
             &self.reconcile_errors,
         );
-        let _ = writeln!(
+        let name = "podnet_reconcile_duration_seconds";
+        header(out, name, "Time of a route reconcile pass.", "histogram");
+        self.reconcile.render(out, name, "");
+    }
+
+    fn render_cni(&self, out: &mut String) {
+        let name = "podnet_cni_duration_seconds";
+        header(
             out,
-            "# HELP podnet_reconcile_duration_seconds Time of a route reconcile pass."
+            name,
+            "ADD and DEL as the plugin measured them.",
+            "histogram",
         );
-        let _ = writeln!(out, "# TYPE podnet_reconcile_duration_seconds histogram");
-        self.reconcile
-            .render(&mut out, "podnet_reconcile_duration_seconds", "");
-        let _ = writeln!(
+        self.plugin_add.render(out, name, "verb=\"ADD\"");
+        self.plugin_del.render(out, name, "verb=\"DEL\"");
+        let name = "podnet_cni_errors_total";
+        header(
             out,
-            "# HELP podnet_cni_duration_seconds ADD and DEL as the plugin measured them."
+            name,
+            "ADD and DEL that failed, as the plugin reported.",
+            "counter",
         );
-        let _ = writeln!(out, "# TYPE podnet_cni_duration_seconds histogram");
-        self.plugin_add
-            .render(&mut out, "podnet_cni_duration_seconds", "verb=\"ADD\"");
-        self.plugin_del
-            .render(&mut out, "podnet_cni_duration_seconds", "verb=\"DEL\"");
-        let _ = writeln!(
-            out,
-            "# HELP podnet_cni_errors_total ADD and DEL that failed, as the plugin reported."
-        );
-        let _ = writeln!(out, "# TYPE podnet_cni_errors_total counter");
-        let _ = writeln!(
-            out,
-            "podnet_cni_errors_total{{verb=\"ADD\"}} {}",
-            self.plugin_add_errors.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "podnet_cni_errors_total{{verb=\"DEL\"}} {}",
-            self.plugin_del_errors.load(Ordering::Relaxed)
-        );
-        out
+        for (verb, errors) in [
+            ("ADD", &self.plugin_add_errors),
+            ("DEL", &self.plugin_del_errors),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{verb=\"{verb}\"}} {}",
+                errors.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The route loop: the store's watch drives it, a timer resyncs it.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::nodenet::NodeNet;
-use crate::routes::{self, Underlay};
+use crate::routes::{self, Applied, Underlay};
 use crate::store::{Backend, NodeRecord, StoreEvent};
 
 /// What the reconciler knows of this node's own network.
@@ -57,72 +58,111 @@ pub async fn run(
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
-                synced |= matches!(ev, StoreEvent::Resync(_));
-                apply(&mut peers, ev);
-                // A burst of events is one reconcile.
-                while let Ok(ev) = rx.try_recv() {
-                    synced |= matches!(ev, StoreEvent::Resync(_));
-                    apply(&mut peers, ev);
-                }
+                synced |= apply_burst(&mut peers, ev, &mut rx);
             }
             _ = tick.tick() => {}
         }
         if !synced {
             continue;
         }
-        me.send_if_modified(|held| {
-            let seen = peers.get(&topo.me);
-            let changed = held.as_ref() != seen;
-            if changed {
-                *held = seen.cloned();
-            }
-            changed
-        });
-        let list: Vec<NodeRecord> = peers.values().cloned().collect();
-        Metrics::set(
-            &metrics.peers,
-            list.iter().filter(|p| p.node != topo.me).count(),
-        );
-        let (node, topo2) = (node.clone(), topo.clone());
-        let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || {
-            node.change(|| {
-                let mut nl = node.netlink()?;
-                let want = routes::desired(&topo2.me, &list, &topo2.underlay, topo2.vxlan);
-                routes::reconcile(&mut nl, &want, topo2.vxlan)
-            })
-        })
-        .await;
-        metrics.reconcile.observe(started.elapsed());
-        match outcome {
-            // podnet is being removed from the node: no more routes.
-            Ok(None) => return,
-            Ok(Some(Ok(applied))) => {
-                Metrics::set(&metrics.routes, applied.routes);
-                let changes = applied.added + applied.replaced + applied.removed;
-                metrics.route_changes.fetch_add(
-                    u64::try_from(changes).unwrap_or(0),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                if changes > 0 {
-                    tracing::info!(
-                        added = applied.added,
-                        replaced = applied.replaced,
-                        removed = applied.removed,
-                        routes = applied.routes,
-                        took_ms = started.elapsed().as_secs_f64() * 1e3,
-                        "routes reconciled"
-                    );
-                }
-            }
-            Ok(Some(Err(e))) => {
-                Metrics::inc(&metrics.reconcile_errors);
-                tracing::warn!(error = %e, "route reconcile failed; retrying at the next event or resync");
-            }
-            Err(e) => {
-                Metrics::inc(&metrics.reconcile_errors);
-                tracing::warn!(error = %e, "route reconcile task failed");
-            }
+        publish_me(&me, &peers, &topo.me);
+        if reconcile_once(&node, &topo, &peers, &metrics)
+            .await
+            .is_break()
+        {
+            return;
         }
+    }
+}
+
+/// Applies `first` and every event already queued behind it, so that a
+/// burst of events is one reconcile. Returns whether a `Resync` was among
+/// them.
+fn apply_burst(
+    peers: &mut BTreeMap<String, NodeRecord>,
+    first: StoreEvent,
+    rx: &mut mpsc::Receiver<StoreEvent>,
+) -> bool {
+    let mut resynced = matches!(first, StoreEvent::Resync(_));
+    apply(peers, first);
+    while let Ok(ev) = rx.try_recv() {
+        resynced |= matches!(ev, StoreEvent::Resync(_));
+        apply(peers, ev);
+    }
+    resynced
+}
+
+/// Tells `follow` this node's record as the store now has it, if changed.
+fn publish_me(
+    me: &watch::Sender<Option<NodeRecord>>,
+    peers: &BTreeMap<String, NodeRecord>,
+    name: &str,
+) {
+    me.send_if_modified(|held| {
+        let seen = peers.get(name);
+        let changed = held.as_ref() != seen;
+        if changed {
+            *held = seen.cloned();
+        }
+        changed
+    });
+}
+
+/// One reconcile of the node's routes with `peers`, off the async threads.
+/// `Break` once podnet is being removed from the node: no more routes.
+async fn reconcile_once(
+    node: &Arc<NodeNet>,
+    topo: &Topology,
+    peers: &BTreeMap<String, NodeRecord>,
+    metrics: &Metrics,
+) -> ControlFlow<()> {
+    let list: Vec<NodeRecord> = peers.values().cloned().collect();
+    Metrics::set(
+        &metrics.peers,
+        list.iter().filter(|p| p.node != topo.me).count(),
+    );
+    let (node, topo) = (node.clone(), topo.clone());
+    let started = Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || {
+        node.change(|| {
+            let mut nl = node.netlink()?;
+            let want = routes::desired(&topo.me, &list, &topo.underlay, topo.vxlan);
+            routes::reconcile(&mut nl, &want, topo.vxlan)
+        })
+    })
+    .await;
+    metrics.reconcile.observe(started.elapsed());
+    match outcome {
+        Ok(None) => return ControlFlow::Break(()),
+        Ok(Some(Ok(applied))) => note_applied(metrics, &applied, started),
+        Ok(Some(Err(e))) => {
+            Metrics::inc(&metrics.reconcile_errors);
+            tracing::warn!(error = %e, "route reconcile failed; retrying at the next event or resync");
+        }
+        Err(e) => {
+            Metrics::inc(&metrics.reconcile_errors);
+            tracing::warn!(error = %e, "route reconcile task failed");
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Counts and logs what a reconcile changed (quietly when nothing).
+fn note_applied(metrics: &Metrics, applied: &Applied, started: Instant) {
+    Metrics::set(&metrics.routes, applied.routes);
+    let changes = applied.added + applied.replaced + applied.removed;
+    metrics.route_changes.fetch_add(
+        u64::try_from(changes).unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    if changes > 0 {
+        tracing::info!(
+            added = applied.added,
+            replaced = applied.replaced,
+            removed = applied.removed,
+            routes = applied.routes,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "routes reconciled"
+        );
     }
 }

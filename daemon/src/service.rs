@@ -64,16 +64,40 @@ pub struct Service<S: PoolStore = SledPoolStore> {
 }
 
 fn to_response(e: &IpamError) -> Response {
-    let kind = if e.is_exhausted() {
-        ErrorKind::Exhausted
-    } else if matches!(e, IpamError::Store(_) | IpamError::Corrupt { .. }) {
-        ErrorKind::Internal
-    } else {
-        ErrorKind::InvalidRequest
-    };
     Response::Error {
-        kind,
+        kind: wire_kind(e),
         message: e.to_string(),
+    }
+}
+
+/// The kind the plugin picks its CNI code by. No `_` arm: a new IPAM error
+/// does not compile until it is given a kind here.
+fn wire_kind(e: &IpamError) -> ErrorKind {
+    match e {
+        // Nothing left until something is released.
+        IpamError::ClusterExhausted { .. } | IpamError::PoolExhausted { .. } => {
+            ErrorKind::Exhausted
+        }
+        // The daemon's database failed or holds what it cannot read: not
+        // the request's fault.
+        IpamError::Store(_) | IpamError::Corrupt { .. } => ErrorKind::Internal,
+        // What the request asked for cannot be given.
+        IpamError::AddressOutsidePool { .. }
+        | IpamError::AddressReserved { .. }
+        | IpamError::AddressInUse { .. }
+        | IpamError::RequestedFamilyTwice { .. }
+        | IpamError::RequestMismatch { .. } => ErrorKind::InvalidRequest,
+        // The pool's ranges (the node's CIDRs) are unusable: the cluster
+        // configuration is wrong.
+        IpamError::NoRanges
+        | IpamError::RangesOverlap { .. }
+        | IpamError::InvalidRange { .. }
+        | IpamError::InvalidNodePrefix { .. }
+        | IpamError::InvalidMaxPods { .. } => ErrorKind::InvalidRequest,
+        // A lost cluster-level race (the pool never reports one) and a
+        // record of the daemon's own that would not encode: answered as
+        // they always have been.
+        IpamError::ClaimContended { .. } | IpamError::Encode { .. } => ErrorKind::InvalidRequest,
     }
 }
 
@@ -217,5 +241,125 @@ impl<S: PoolStore> Service<S> {
                 Err(e) => tracing::warn!(error = %e, "spooled release failed; kept for next time"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The plugin picks its CNI code by these kinds: a change here changes
+    // what runtimes see.
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().unwrap()
+    }
+
+    fn assert_kind(kind: ErrorKind, errors: impl IntoIterator<Item = IpamError>) {
+        for error in errors {
+            assert_eq!(wire_kind(&error), kind, "{error}");
+            assert_eq!(
+                to_response(&error),
+                Response::Error {
+                    kind,
+                    message: error.to_string()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_left_is_exhausted() {
+        assert_kind(
+            ErrorKind::Exhausted,
+            [
+                IpamError::ClusterExhausted {
+                    ranges: vec![],
+                    node_prefix: 24,
+                    node_cidrs: 0,
+                },
+                IpamError::PoolExhausted {
+                    range: net("10.0.0.0/24"),
+                    capacity: 253,
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn the_database_failing_is_internal() {
+        assert_kind(
+            ErrorKind::Internal,
+            [
+                IpamError::Store(sled::Error::Unsupported("test".into())),
+                IpamError::Corrupt {
+                    key: "k".into(),
+                    reason: "r".into(),
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_given_is_an_invalid_request() {
+        let key = AttachmentKey {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        let ip = "10.0.0.5".parse().unwrap();
+        assert_kind(
+            ErrorKind::InvalidRequest,
+            [
+                IpamError::AddressOutsidePool { ip, ranges: vec![] },
+                IpamError::AddressReserved { ip, reason: "r" },
+                IpamError::AddressInUse {
+                    ip,
+                    owner: key.clone(),
+                },
+                IpamError::RequestedFamilyTwice {
+                    first: ip,
+                    second: ip,
+                },
+                IpamError::RequestMismatch {
+                    key,
+                    existing: vec![],
+                    requested: vec![],
+                },
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_ranges_and_the_rest_are_invalid_requests_as_before() {
+        assert_kind(
+            ErrorKind::InvalidRequest,
+            [
+                IpamError::NoRanges,
+                IpamError::RangesOverlap {
+                    first: net("10.0.0.0/16"),
+                    second: net("10.0.0.0/24"),
+                },
+                IpamError::InvalidRange {
+                    range: net("10.0.0.0/31"),
+                    reason: "r",
+                },
+                IpamError::InvalidNodePrefix {
+                    prefix: 33,
+                    reason: "r",
+                },
+                IpamError::InvalidMaxPods {
+                    max_pods: 0,
+                    reason: "r",
+                },
+                IpamError::ClaimContended {
+                    node: "n".into(),
+                    attempts: 3,
+                },
+                IpamError::Encode {
+                    what: "allocation",
+                    source: serde_json::from_str::<u8>("x").unwrap_err(),
+                },
+            ],
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! conflist version with a runtime that was down, and the stop signal.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use podnet_ipam::pool::SledPoolStore;
 use podnet_ipam::spool::Spool;
@@ -12,6 +13,7 @@ use crate::config::DaemonConfig;
 use crate::error::DaemonError;
 use crate::nodenet::NodeNet;
 use crate::reclaim::Reclaimer;
+use crate::retry::Backoff;
 use crate::service::Service;
 
 /// A thread that forgets the connection tracking entries of released
@@ -73,10 +75,9 @@ pub async fn settle_conflist_version(
     let Some(socket) = config.cri_socket.clone() else {
         return;
     };
-    let mut pause = std::time::Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(30));
+        tokio::time::sleep(backoff.next_delay()).await;
         let Ok((name, version)) = crate::cri::runtime(&socket).await else {
             continue;
         };
