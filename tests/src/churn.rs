@@ -246,10 +246,13 @@ fn nft_objects(node: &TestNetns) -> usize {
         .sum()
 }
 
-/// A process's resident memory (KiB), open files and threads.
+/// A process's resident memory (KiB) now and at its peak, open files and
+/// threads.
 #[derive(Clone, Copy, Debug)]
 pub struct ProcessUse {
     pub rss_kib: u64,
+    /// VmHWM: the most it was resident since it started.
+    pub peak_kib: u64,
     pub open_files: usize,
     pub threads: u64,
 }
@@ -267,6 +270,7 @@ pub fn process_use(pid: u32) -> Option<ProcessUse> {
     };
     Some(ProcessUse {
         rss_kib: field("VmRSS:")?,
+        peak_kib: field("VmHWM:")?,
         threads: field("Threads:")?,
         open_files: std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count(),
     })

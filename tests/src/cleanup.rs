@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 /// Set when a signal arrived: what fails afterwards is the cleanup's doing.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Set by the emergency cleanup: no new operation should start, so nothing
@@ -38,6 +39,13 @@ pub fn unregister_pid(pid: u32) {
 /// data); one already gone is skipped.
 pub fn register_dir(path: &Path) {
     locked(&DIRS).push(path.to_path_buf());
+}
+
+/// Work the emergency cleanup does first, for what no registered pid
+/// names: containerd's shims outlive containerd, and what they run keeps
+/// the namespaces busy.
+pub fn before_emergency(hook: fn()) {
+    locked(&HOOKS).push(hook);
 }
 
 /// Whether a signal is being handled (the program is about to exit).
@@ -74,6 +82,10 @@ pub fn stop_child(child: &mut std::process::Child, grace: Duration) {
 /// directories.
 pub fn emergency_cleanup() {
     ABORTING.store(true, Ordering::SeqCst);
+    let hooks = locked(&HOOKS).clone();
+    for hook in hooks {
+        hook();
+    }
     {
         // Signalled under the lock: a pid is unregistered before it is
         // reaped, so no pid signalled here can have been reused.

@@ -1,7 +1,9 @@
 //! The test harness: network namespaces standing in for nodes and pods,
 //! the plugins run the way a runtime runs them, and observations of what
-//! they did. Nothing here touches the machine's own namespace.
+//! they did; and the frame the bench programs share (`bench`). Nothing
+//! here touches the machine's own namespace.
 
+pub mod bench;
 pub mod bins;
 mod cbuild;
 pub mod churn;
@@ -11,14 +13,12 @@ pub mod containerd;
 pub mod cri;
 pub mod daemon;
 pub mod etcd;
-pub mod machine;
 pub mod net;
 pub mod netns;
 pub mod node;
 pub mod null_cni;
 pub mod pause;
 pub mod plugin;
-pub mod report;
 
 /// Root-only tests call this first: they fail loudly, never pass silently,
 /// when they cannot do what they test.

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release --workspace
 //! export PODNET_BIN_DIR=$(scripts/build-static)
-//! cargo run --release -p podnet-tests --bin bench-cri -- [--pods 30] [--out FILE]
+//! cargo run --release -p podnet-tests --bin bench-cri -- [--pods 30] [--out FILE] [--quick]
 //! ```
 //!
 //! Two simulated nodes (network namespaces), each with a real containerd
@@ -34,59 +34,67 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use podnet_tests::bench::cli::count;
+use podnet_tests::bench::facts;
+use podnet_tests::bench::stats::{fmt_ratio, ms, ratio};
+use podnet_tests::bench::{self, BenchOpts, Common, Markdown, Session, Summary, Table};
 use podnet_tests::bins;
+use podnet_tests::cleanup;
 use podnet_tests::cluster::TestCluster;
 use podnet_tests::containerd::{shim_pids, sigkill, ContainerdOpts, TestContainerd};
-use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
 use podnet_tests::null_cni;
-use podnet_tests::report;
-use serde_json::json;
+use serde_json::{json, Value};
+use tempfile::TempDir;
 
-/// containerd sockets, for the panic hook (the release profile aborts, so
-/// no `Drop` runs): their shims and pods are killed by pid.
+/// containerd sockets, for the emergency cleanup: their shims (and the
+/// pods they run) outlive containerd's pid, so they are found and killed
+/// by socket.
 static SOCKETS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 const METRIC: &str = "containerd_cri_network_plugin_operations_duration_seconds";
+const WARM_UP: usize = 2;
 
+#[derive(Parser)]
+#[command(
+    about = "RunPodSandbox through containerd's CRI, podnet vs bridge + host-local (needs root)"
+)]
 struct Opts {
+    /// Sequential RunPodSandbox calls per subject, after 2 warm-up ones
+    /// [--quick: 3].
+    #[arg(long, default_value_t = 30, default_value_if("quick", "true", "3"),
+          value_parser = count(2..=10_000))]
     pods: usize,
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
 }
 
-fn parse_args() -> Result<Opts, String> {
-    let mut opts = Opts {
-        pods: 30,
-        out: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--pods" => opts.pods = val()?.parse().map_err(|e| format!("--pods: {e}"))?,
-            "--out" => opts.out = Some(PathBuf::from(val()?)),
-            other => return Err(format!("unknown argument {other}")),
+impl BenchOpts for Opts {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+fn kill_shims() {
+    for socket in SOCKETS.lock().map(|s| s.clone()).unwrap_or_default() {
+        for pid in shim_pids(&socket) {
+            sigkill(pid);
         }
     }
-    if opts.pods < 2 {
-        return Err("--pods must be at least 2".into());
-    }
-    Ok(opts)
 }
 
 /// (sum, count) per operation_type of the CNI operations histogram.
-fn cni_histogram(metrics: &str) -> BTreeMap<String, (f64, f64)> {
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for line in metrics.lines() {
-        if !line.starts_with(METRIC) {
-            continue;
-        }
+type Histogram = BTreeMap<String, (f64, f64)>;
+
+fn cni_histogram(metrics: &str) -> Histogram {
+    let mut out = Histogram::new();
+    for line in metrics.lines().filter(|l| l.starts_with(METRIC)) {
         let Some((name_labels, value)) = line.rsplit_once(' ') else {
             continue;
         };
@@ -110,12 +118,8 @@ fn cni_histogram(metrics: &str) -> BTreeMap<String, (f64, f64)> {
     out
 }
 
-/// Mean seconds of `op` between two scrapes, and how many.
-fn mean_between(
-    before: &BTreeMap<String, (f64, f64)>,
-    after: &BTreeMap<String, (f64, f64)>,
-    op: &str,
-) -> (Duration, u64) {
+/// Mean time of `op` between two scrapes, and how many.
+fn mean_between(before: &Histogram, after: &Histogram, op: &str) -> (Duration, u64) {
     let (s0, c0) = before.get(op).copied().unwrap_or_default();
     let (s1, c1) = after.get(op).copied().unwrap_or_default();
     let n = c1 - c0;
@@ -125,16 +129,9 @@ fn mean_between(
     (Duration::from_secs_f64((s1 - s0) / n), n as u64)
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
+/// One decimal, in ms.
+fn ms1(d: Duration) -> String {
+    format!("{:.1}", ms(d))
 }
 
 struct Subject {
@@ -143,13 +140,13 @@ struct Subject {
     run: Vec<Duration>,
     teardown: Vec<Duration>,
     ids: Vec<String>,
-    before: BTreeMap<String, (f64, f64)>,
-    after: BTreeMap<String, (f64, f64)>,
+    before: Histogram,
+    after: Histogram,
     note: String,
 }
 
 impl Subject {
-    fn new(label: &'static str, netns: &Path, conf_dir: PathBuf, note: String) -> Self {
+    fn new(label: &'static str, netns: &Path, conf_dir: PathBuf, note: &str) -> Self {
         let runtime = TestContainerd::start(
             netns,
             ContainerdOpts {
@@ -165,9 +162,9 @@ impl Subject {
             run: Vec::new(),
             teardown: Vec::new(),
             ids: Vec::new(),
-            before: BTreeMap::new(),
-            after: BTreeMap::new(),
-            note,
+            before: Histogram::new(),
+            after: Histogram::new(),
+            note: note.to_string(),
         }
     }
 
@@ -197,56 +194,74 @@ impl Subject {
             })
             .collect()
     }
+
+    /// Mean CNI setup and teardown over the measured sandboxes, and how many.
+    fn cni_means(&self) -> [(Duration, u64); 2] {
+        ["set_up_pod", "tear_down_pod"].map(|op| mean_between(&self.before, &self.after, op))
+    }
 }
+
+/// The subjects, in the order the report's ratios index them.
+const PODNET: usize = 0;
+const REFERENCE: usize = 1;
+const PODNET_BARE: usize = 2;
+const REFERENCE_BARE: usize = 3;
+const FLOOR: usize = 4;
+
+/// What the subjects run on; outlives them (fields drop in this order:
+/// namespaces, then etcd and podnetd, then the configuration files).
+struct Nodes {
+    reference: TestNetns,
+    reference_bare: TestNetns,
+    floor: TestNetns,
+    cluster: TestCluster,
+    scratch: TempDir,
+}
+
+impl Nodes {
+    fn start() -> Self {
+        let mut cluster = TestCluster::new(1, 15);
+        cluster.daemon_log = podnet_tests::daemon::BENCH_LOG.into();
+        cluster.add_node(0);
+        Self {
+            reference: TestNetns::new("ref"),
+            reference_bare: TestNetns::new("refb"),
+            floor: TestNetns::new("floor"),
+            cluster,
+            scratch: TempDir::new().expect("tempdir"),
+        }
+    }
+}
+
+/// Writes `doc` as the one conflist of a new directory `dir` in `scratch`.
+fn conf_dir(scratch: &Path, dir: &str, file: &str, doc: &Value) -> PathBuf {
+    let dir = scratch.join(dir);
+    std::fs::create_dir_all(&dir).expect("conf dir");
+    std::fs::write(dir.join(file), doc.to_string()).expect("conflist");
+    dir
+}
+
 /// podnetd's conflist, or a copy at cniVersion 1.0.0 when it names a
 /// version containerd 1.6's libcni cannot take (with a note saying so).
 fn podnet_conf_dir(written: &Path, scratch: &Path) -> (PathBuf, String) {
     let path = written.join("10-podnet.conflist");
     let text = std::fs::read_to_string(&path).expect("podnetd's conflist");
-    let mut doc: serde_json::Value = serde_json::from_str(&text).expect("conflist JSON");
+    let mut doc: Value = serde_json::from_str(&text).expect("conflist JSON");
     let version = doc["cniVersion"].as_str().unwrap_or("").to_string();
     if ["0.3.1", "0.4.0", "1.0.0"].contains(&version.as_str()) {
         return (written.to_path_buf(), "the conflist podnetd wrote".into());
     }
     doc["cniVersion"] = json!("1.0.0");
-    let dir = scratch.join("podnet-net.d");
-    std::fs::create_dir_all(&dir).expect("conf dir");
-    std::fs::write(dir.join("10-podnet.conflist"), doc.to_string()).expect("conflist copy");
-    (
-        dir,
-        format!(
-            "podnetd's conflist with cniVersion {version} rewritten to 1.0.0 (containerd 1.6 \
-             rejects {version} results: `unsupported CNI result version`)"
-        ),
-    )
+    let dir = conf_dir(scratch, "podnet-net.d", "10-podnet.conflist", &doc);
+    let note = format!(
+        "podnetd's conflist with cniVersion {version} rewritten to 1.0.0 (containerd 1.6 \
+         rejects {version} results: `unsupported CNI result version`)"
+    );
+    (dir, note)
 }
 
-/// The one conflist in `dir`.
-fn read_dir_one(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .expect("conf dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "conflist"))
-        .expect("a conflist")
-}
-
-/// The subject that measures containerd's own cost.
-const FLOOR: &str = "floor: containerd + loopback + a no-op plugin";
-
-fn bench(opts: &Opts) -> String {
-    let load_start = machine::loadavg();
-    let scratch = tempfile::TempDir::new().expect("tempdir");
-    eprintln!("bench-cri: load {load_start}; starting etcd, podnetd and two containerds");
-    let mut cluster = TestCluster::new(1, 15);
-    cluster.daemon_log = podnet_tests::daemon::BENCH_LOG.into();
-    cluster.add_node(0);
-    let node = cluster.node(0);
-    let (podnet_dir, podnet_note) = podnet_conf_dir(&node.daemon.cni_conf_dir(), scratch.path());
-    let ref_ns = TestNetns::new("ref");
-    let ref_dir = scratch.path().join("ref-net.d");
-    std::fs::create_dir_all(&ref_dir).expect("ref conf dir");
-    let ref_conf = json!({
+fn reference_conf_dir(scratch: &Path) -> PathBuf {
+    let doc = json!({
         "cniVersion": "1.0.0",
         "name": "reference",
         "plugins": [
@@ -259,231 +274,231 @@ fn bench(opts: &Opts) -> String {
                     "type": "host-local",
                     "ranges": [[{"subnet": "10.88.0.0/16"}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": scratch.path().join("host-local"),
+                    "dataDir": scratch.join("host-local"),
                 }
             },
             {"type": "portmap", "capabilities": {"portMappings": true}}
         ]
     });
-    std::fs::write(ref_dir.join("10-reference.conflist"), ref_conf.to_string())
-        .expect("reference conflist");
-    // The same lists without portmap: how much of each setup is the
-    // chained (Go) portmap plugin's.
-    let strip_portmap = |dir: &Path, name: &str| -> PathBuf {
-        let src = read_dir_one(dir);
-        let mut doc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&src).expect("conflist")).expect("JSON");
-        if let Some(list) = doc["plugins"].as_array_mut() {
-            list.retain(|p| p["type"] != "portmap");
-        }
-        let out = scratch.path().join(name);
-        std::fs::create_dir_all(&out).expect("conf dir");
-        std::fs::write(
-            out.join(src.file_name().expect("file name")),
-            doc.to_string(),
-        )
-        .expect("conflist");
-        out
-    };
-    let podnet_bare = strip_portmap(&podnet_dir, "podnet-bare.d");
-    let ref_bare = strip_portmap(&ref_dir, "ref-bare.d");
-    let ref_bare_ns = TestNetns::new("refb");
-    // The floor: containerd and the loopback plugin it always runs, with a
-    // plugin that does no work at all.
-    let floor_ns = TestNetns::new("floor");
-    let floor_dir = scratch.path().join("floor.d");
-    std::fs::create_dir_all(&floor_dir).expect("floor conf dir");
-    std::fs::write(
-        floor_dir.join("10-floor.conflist"),
-        json!({"cniVersion": "1.0.0", "name": "floor", "plugins": [{"type": null_cni::NULL_CNI}]})
-            .to_string(),
-    )
-    .expect("floor conflist");
-    let mut subjects = [
-        Subject::new("podnet", node.ns.path(), podnet_dir, podnet_note),
+    conf_dir(scratch, "ref-net.d", "10-reference.conflist", &doc)
+}
+
+/// The list in `dir` without portmap: how much of each setup is the
+/// chained (Go) portmap plugin's.
+fn without_portmap(dir: &Path, scratch: &Path, name: &str) -> PathBuf {
+    let src = std::fs::read_dir(dir)
+        .expect("conf dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "conflist"))
+        .expect("a conflist");
+    let text = std::fs::read_to_string(&src).expect("conflist");
+    let mut doc: Value = serde_json::from_str(&text).expect("JSON");
+    if let Some(list) = doc["plugins"].as_array_mut() {
+        list.retain(|p| p["type"] != "portmap");
+    }
+    let file = src.file_name().expect("file name").to_string_lossy();
+    conf_dir(scratch, name, &file, &doc)
+}
+
+/// The floor: containerd and the loopback plugin it always runs, with a
+/// plugin that does no work at all.
+fn floor_conf_dir(scratch: &Path) -> PathBuf {
+    let doc =
+        json!({"cniVersion": "1.0.0", "name": "floor", "plugins": [{"type": null_cni::NULL_CNI}]});
+    conf_dir(scratch, "floor.d", "10-floor.conflist", &doc)
+}
+
+/// A containerd per subject, indexed by PODNET .. FLOOR.
+fn start_subjects(nodes: &Nodes) -> Vec<Subject> {
+    let scratch = nodes.scratch.path();
+    let node = nodes.cluster.node(0);
+    let (podnet_dir, podnet_note) = podnet_conf_dir(&node.daemon.cni_conf_dir(), scratch);
+    let ref_dir = reference_conf_dir(scratch);
+    let podnet_bare = without_portmap(&podnet_dir, scratch, "podnet-bare.d");
+    let ref_bare = without_portmap(&ref_dir, scratch, "ref-bare.d");
+    let subjects = vec![
+        Subject::new("podnet", node.ns.path(), podnet_dir, &podnet_note),
         Subject::new(
             "bridge + host-local",
-            ref_ns.path(),
+            nodes.reference.path(),
             ref_dir,
-            "bridge (cni0, isGateway) + host-local 10.88.0.0/16, portmap chained".into(),
+            "bridge (cni0, isGateway) + host-local 10.88.0.0/16, portmap chained",
         ),
         Subject::new(
             "podnet, no portmap",
             node.ns.path(),
             podnet_bare,
-            "podnet's list without portmap (a second containerd on the same node and podnetd)"
-                .into(),
+            "podnet's list without portmap (a second containerd on the same node and podnetd)",
         ),
         Subject::new(
             "bridge + host-local, no portmap",
-            ref_bare_ns.path(),
+            nodes.reference_bare.path(),
             ref_bare,
-            "the reference list without portmap, in a node namespace of its own".into(),
+            "the reference list without portmap, in a node namespace of its own",
         ),
         Subject::new(
-            FLOOR,
-            floor_ns.path(),
-            floor_dir,
+            "floor: containerd + loopback + a no-op plugin",
+            nodes.floor.path(),
+            floor_conf_dir(scratch),
             "a no-op static C plugin (tests/assets/null-cni.c) alone: containerd's and the \
-             loopback plugin's own cost, the floor under any plugin's CNI setup"
-                .into(),
+             loopback plugin's own cost, the floor under any plugin's CNI setup",
         ),
     ];
     std::os::unix::fs::symlink(
         null_cni::binary(),
-        subjects[4].runtime.cni_bin_dir().join(null_cni::NULL_CNI),
+        subjects[FLOOR]
+            .runtime
+            .cni_bin_dir()
+            .join(null_cni::NULL_CNI),
     )
     .expect("null-cni in the floor's CNI bin dir");
+    subjects
+}
+
+/// Sandboxes not counted (first use of the snapshot, the shim, the CNI
+/// plugins); containerd's histogram is read once they are gone.
+fn warm_up(subjects: &mut [Subject]) {
     eprintln!("bench-cri: warm-up");
     for s in subjects.iter_mut() {
-        for k in 0..2 {
+        for k in 0..WARM_UP {
             s.run_one(&format!("warm-{k}"));
         }
         s.teardown_all();
         s.before = cni_histogram(&s.runtime.metrics());
     }
-    eprintln!(
-        "bench-cri: {} sequential RunPodSandbox each, alternating",
-        opts.pods
-    );
-    for k in 0..opts.pods {
-        // Rotate which subject goes first.
-        let n = subjects.len();
+}
+
+/// `pods` sandboxes per subject, one at a time, rotating which subject goes
+/// first; then every one stopped and removed.
+fn measure(subjects: &mut [Subject], pods: usize) {
+    eprintln!("bench-cri: {pods} sequential RunPodSandbox each, alternating");
+    let n = subjects.len();
+    for k in 0..pods {
         for j in 0..n {
-            let i = (j + k) % n;
-            let took = subjects[i].run_one(&format!("pod-{k}"));
-            subjects[i].run.push(took);
+            let s = &mut subjects[(j + k) % n];
+            let took = s.run_one(&format!("pod-{k}"));
+            s.run.push(took);
         }
     }
     eprintln!("bench-cri: stop + remove");
     for s in subjects.iter_mut() {
         s.teardown = s.teardown_all();
         s.after = cni_histogram(&s.runtime.metrics());
-        s.run.sort();
-        s.teardown.sort();
     }
-    let load_end = machine::loadavg();
+}
 
-    let mut t = String::new();
-    let (rev, _) = machine::git_revision();
-    let cpu = machine::cpu_model();
-    let (rt_name, rt_version) = subjects[0].runtime.cri().version().expect("version");
-    let _ = writeln!(
-        t,
-        "# bench-cri: RunPodSandbox through containerd, podnet vs bridge + host-local\n"
-    );
-    let _ = writeln!(
-        t,
-        "- machine: {} CPUs ({cpu}), kernel {}; {rt_name} {rt_version} ({} snapshotter), runc {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        machine::shell("uname", &["-r"]),
-        subjects[0].runtime.snapshotter,
-        machine::shell("runc", &["--version"])
-            .lines()
+fn report(session: &Session, opts: &Opts, subjects: &[Subject]) -> String {
+    let mut md = session
+        .report("bench-cri: RunPodSandbox through containerd, podnet vs bridge + host-local");
+    inputs(&mut md, opts, subjects);
+    md.table(&results_table(subjects));
+    ratios(&mut md, subjects);
+    md.para(format_args!(
+        "CNI setup/teardown: containerd's `{METRIC}` histogram, (sum after - sum before) / \
+         (count after - count before) for operation_type `set_up_pod` / `tear_down_pod` (teardown \
+         counts both DELs: Stop's and Remove's, the second with an empty CNI_NETNS)."
+    ));
+    md.finish()
+}
+
+fn inputs(md: &mut Markdown, opts: &Opts, subjects: &[Subject]) {
+    let runtime = &subjects[PODNET].runtime;
+    let (rt_name, rt_version) = runtime.cri().version().expect("version");
+    let runc = facts::shell("runc", &["--version"]);
+    md.item(format_args!(
+        "runtime: {rt_name} {rt_version} ({} snapshotter), runc {}",
+        runtime.snapshotter,
+        runc.lines()
             .next()
             .unwrap_or("")
             .trim_start_matches("runc version "),
-    );
-    let _ = writeln!(
-        t,
-        "- git {rev}; podnet {} ({}); load average {load_start} at start, {load_end} at end",
+    ));
+    md.item(format_args!(
+        "podnet: {} ({})",
         bins::podnet().display(),
         bins::linkage(&bins::podnet())
-    );
-    let _ = writeln!(
-        t,
-        "- {} sandboxes per subject, sequential, subjects in rotating order; 2 warm-up sandboxes \
-         each, not counted",
+    ));
+    md.item(format_args!(
+        "{} sandboxes per subject, sequential, subjects in rotating order; {WARM_UP} warm-up \
+         sandboxes each, not counted",
         opts.pods
-    );
-    for s in &subjects {
-        let _ = writeln!(t, "- {}: {}", s.label, s.note);
+    ));
+    for s in subjects {
+        md.item(format_args!("{}: {}", s.label, s.note));
     }
-    let _ = writeln!(
-        t,
-        "\n| subject | RunPodSandbox p50 | p99 | CNI setup (containerd, mean) | Stop+Remove p50 | CNI teardown (containerd, mean) |"
-    );
-    let _ = writeln!(t, "|---|---|---|---|---|---|");
-    let mut setup = Vec::new();
-    let mut teardown = Vec::new();
-    for s in &subjects {
-        let (su, su_n) = mean_between(&s.before, &s.after, "set_up_pod");
-        let (td, td_n) = mean_between(&s.before, &s.after, "tear_down_pod");
-        setup.push(su);
-        teardown.push(td);
-        let _ = writeln!(
-            t,
-            "| {} | {} ms | {} ms | {} ms (n={su_n}) | {} ms | {} ms (n={td_n}) |",
-            s.label,
-            ms(pct(&s.run, 0.5)),
-            ms(pct(&s.run, 0.99)),
-            ms(su),
-            ms(pct(&s.teardown, 0.5)),
-            ms(td),
-        );
+}
+
+fn results_table(subjects: &[Subject]) -> Table {
+    let mut t = Table::new(&[
+        "subject",
+        "RunPodSandbox p50",
+        "p99",
+        "CNI setup (containerd, mean)",
+        "Stop+Remove p50",
+        "CNI teardown (containerd, mean)",
+    ]);
+    for s in subjects {
+        let run = Summary::of(&s.run).expect("measured sandboxes");
+        let teardown = Summary::of(&s.teardown).expect("removed sandboxes");
+        let [(setup, setup_n), (down, down_n)] = s.cni_means();
+        t.row([
+            s.label.to_string(),
+            format!("{} ms", ms1(run.p50)),
+            format!("{} ms", ms1(run.p99)),
+            format!("{} ms (n={setup_n})", ms1(setup)),
+            format!("{} ms", ms1(teardown.p50)),
+            format!("{} ms (n={down_n})", ms1(down)),
+        ]);
     }
-    let ratio = |a: Duration, b: Duration| {
-        if b.is_zero() {
-            f64::NAN
-        } else {
-            a.as_secs_f64() / b.as_secs_f64()
-        }
-    };
-    for (a, b, what) in [(0, 1, "with portmap"), (2, 3, "without portmap")] {
-        let _ = writeln!(
-            t,
-            "\npodnet / reference, {what}: RunPodSandbox p50 {:.2}, CNI setup {:.2} (target: under \
-             0.33; the floor alone is {:.2}), CNI teardown {:.2}",
-            ratio(pct(&subjects[a].run, 0.5), pct(&subjects[b].run, 0.5)),
-            ratio(setup[a], setup[b]),
-            ratio(setup[4], setup[b]),
-            ratio(teardown[a], teardown[b]),
-        );
-    }
-    let _ = writeln!(
-        t,
-        "\npodnet's own share of its setup, above the floor: {} ms with portmap, {} ms without \
-         (the reference's: {} ms and {} ms)",
-        ms(setup[0].saturating_sub(setup[4])),
-        ms(setup[2].saturating_sub(setup[4])),
-        ms(setup[1].saturating_sub(setup[4])),
-        ms(setup[3].saturating_sub(setup[4])),
-    );
-    let _ = writeln!(
-        t,
-        "\nCNI setup/teardown: containerd's `{METRIC}` histogram, (sum after - sum before) / \
-         (count after - count before) for operation_type `set_up_pod` / `tear_down_pod` (teardown \
-         counts both DELs: Stop's and Remove's, the second with an empty CNI_NETNS)."
-    );
-    eprintln!("bench-cri: stopping containerds, podnetd, etcd");
-    drop(subjects);
-    drop(ref_ns);
-    drop(ref_bare_ns);
-    drop(floor_ns);
-    drop(cluster);
     t
 }
 
+/// podnet against the reference, with and without portmap, and each list's
+/// setup above the floor.
+fn ratios(md: &mut Markdown, subjects: &[Subject]) {
+    let p50 = |i: usize| ms(Summary::of(&subjects[i].run).expect("measured").p50);
+    let [setup, teardown]: [Vec<Duration>; 2] =
+        [0, 1].map(|k| subjects.iter().map(|s| s.cni_means()[k].0).collect());
+    let q = |a: Duration, b: Duration| fmt_ratio(ratio(ms(a), ms(b)));
+    for (a, b, what) in [
+        (PODNET, REFERENCE, "with portmap"),
+        (PODNET_BARE, REFERENCE_BARE, "without portmap"),
+    ] {
+        md.para(format_args!(
+            "podnet / reference, {what}: RunPodSandbox p50 {}, CNI setup {} (target: under \
+             0.33; the floor alone is {}), CNI teardown {}",
+            fmt_ratio(ratio(p50(a), p50(b))),
+            q(setup[a], setup[b]),
+            q(setup[FLOOR], setup[b]),
+            q(teardown[a], teardown[b]),
+        ));
+    }
+    let above = |i: usize| ms1(setup[i].saturating_sub(setup[FLOOR]));
+    md.para(format_args!(
+        "podnet's own share of its setup, above the floor: {} ms with portmap, {} ms without \
+         (the reference's: {} ms and {} ms)",
+        above(PODNET),
+        above(PODNET_BARE),
+        above(REFERENCE),
+        above(REFERENCE_BARE),
+    ));
+}
+
+fn run(opts: &Opts, session: &Session) -> Result<String, String> {
+    cleanup::before_emergency(kill_shims);
+    eprintln!("bench-cri: starting etcd, podnetd and five containerds");
+    let nodes = Nodes::start();
+    let mut subjects = start_subjects(&nodes);
+    warm_up(&mut subjects);
+    measure(&mut subjects, opts.pods);
+    let text = report(session, opts, &subjects);
+    eprintln!("bench-cri: stopping containerds, podnetd, etcd");
+    drop(subjects);
+    drop(nodes);
+    Ok(text)
+}
+
 fn main() -> ExitCode {
-    podnet_tests::cleanup::on_signal_clean_up("bench-cri");
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("bench-cri: {info}");
-        for socket in SOCKETS.lock().map(|s| s.clone()).unwrap_or_default() {
-            for pid in shim_pids(&socket) {
-                sigkill(pid);
-            }
-        }
-        podnet_tests::cleanup::emergency_cleanup();
-    }));
-    let opts = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench-cri: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    podnet_tests::require_root();
-    report::finish("bench-cri", Ok(bench(&opts)), opts.out.as_deref())
+    bench::main::<Opts>("bench-cri", run)
 }

@@ -6,7 +6,7 @@
 //! cargo build --release --workspace
 //! cargo run --release -p podnet-tests --bin crash-inject -- \
 //!     [--pods 32] [--rounds 400] [--containerd-rounds 30] [--sandboxes 8] \
-//!     [--seed N] [--out bench/results/crash-inject.md]
+//!     [--seed N] [--out bench/results/crash-inject.md] [--quick]
 //! ```
 //!
 //! Part 1, the plugin as a runtime runs it: `--pods` pod namespaces on a
@@ -44,43 +44,54 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ipnetwork::IpNetwork;
 use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::proto::{Request, Response};
+use podnet_tests::bench::cli::count;
+use podnet_tests::bench::{self, BenchOpts, Common, Session, Table};
+use podnet_tests::bins;
 use podnet_tests::churn::{self, Ended, Rng, Running};
-use podnet_tests::cleanup;
 use podnet_tests::containerd::{ContainerdOpts, TestContainerd};
+use podnet_tests::cri::ListedSandbox;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon, BENCH_LOG};
-use podnet_tests::machine;
 use podnet_tests::netns::TestNetns;
-use podnet_tests::report;
 
 #[derive(Parser)]
-#[command(about = "crash injection: ADD/DEL storms with podnetd, the plugin and containerd killed")]
+#[command(
+    about = "crash injection: ADD/DEL storms with podnetd, the plugin and containerd killed \
+             (needs root)"
+)]
 struct Opts {
-    /// Pod namespaces in part 1.
-    #[arg(long, default_value_t = 32)]
+    /// Pod namespaces in part 1 [--quick: 8].
+    #[arg(long, default_value_t = 32, default_value_if("quick", "true", "8"),
+          value_parser = count(1..=1000))]
     pods: usize,
-    /// Rounds of part 1.
-    #[arg(long, default_value_t = 400)]
+    /// Rounds of part 1 [--quick: 20].
+    #[arg(long, default_value_t = 400, default_value_if("quick", "true", "20"))]
     rounds: usize,
-    /// Rounds of part 2 (0 skips containerd).
-    #[arg(long, default_value_t = 30)]
+    /// Rounds of part 2 (0 skips containerd) [--quick: 2].
+    #[arg(long, default_value_t = 30, default_value_if("quick", "true", "2"))]
     containerd_rounds: usize,
-    /// Concurrent RunPodSandbox per round of part 2.
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent RunPodSandbox per round of part 2 [--quick: 2].
+    #[arg(long, default_value_t = 8, default_value_if("quick", "true", "2"),
+          value_parser = count(1..=100))]
     sandboxes: usize,
     /// Repeat a run (its report prints the seed).
     #[arg(long)]
     seed: Option<u64>,
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl BenchOpts for Opts {
+    fn common(&self) -> &Common {
+        &self.common
+    }
 }
 
 /// A plugin that has not ended after this is reported as hung.
@@ -131,18 +142,14 @@ struct Slot {
 }
 
 fn main() -> ExitCode {
-    let opts = Opts::parse();
-    cleanup::on_signal_or_panic_clean_up("crash-inject");
-    let result = run(&opts);
-    report::finish("crash-inject", result, opts.out.as_deref())
+    bench::main::<Opts>("crash-inject", run)
 }
 
-fn run(opts: &Opts) -> Result<String, String> {
-    podnet_tests::require_root();
+fn run(opts: &Opts, session: &Session) -> Result<String, String> {
     let seed = opts.seed.unwrap_or_else(churn::clock_seed);
     let mut rng = Rng::new(seed);
     let mut counts = Counts::default();
-    let (load_before, started) = (machine::loadavg(), Instant::now());
+    let started = Instant::now();
     eprintln!("crash-inject: seed {seed}");
 
     plugin_and_daemon(opts, &mut rng, &mut counts);
@@ -150,7 +157,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     if opts.containerd_rounds > 0 {
         with_containerd(opts, &mut rng, &mut counts);
     }
-    let text = render(opts, seed, &counts, part1, started.elapsed(), &load_before);
+    let text = render(session, seed, &counts, part1, started.elapsed());
     if counts.violations.is_empty() {
         Ok(text)
     } else {
@@ -192,28 +199,7 @@ fn plugin_and_daemon(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
 
     for round in 0..opts.rounds {
         counts.rounds += 1;
-        let mut running: Vec<(usize, Running)> = Vec::new();
-        for (i, slot) in slots.iter_mut().enumerate() {
-            match &slot.up {
-                Some((id, _)) if rng.chance(0.5) => {
-                    counts.dels += 1;
-                    running.push((
-                        i,
-                        churn::spawn_plugin(&node, "DEL", id, slot.ns.path(), &conf),
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    slot.incarnation += 1;
-                    let id = format!("crash-{i}-{}", slot.incarnation);
-                    counts.adds += 1;
-                    running.push((
-                        i,
-                        churn::spawn_plugin(&node, "ADD", &id, slot.ns.path(), &conf),
-                    ));
-                }
-            }
-        }
+        let mut running = start_storm(rng, counts, &node, &mut slots, &conf);
         inject_faults(rng, counts, &mut daemon, &mut running);
 
         let mut owed: Vec<(usize, String)> = Vec::new();
@@ -257,6 +243,40 @@ fn plugin_and_daemon(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
         );
     }
     finish_node(counts, &node, &mut daemon, &mut slots, &conf, &node_cidrs);
+}
+
+/// All at once: an ADD for every pod that is down, a DEL for half the pods
+/// that are up.
+fn start_storm(
+    rng: &mut Rng,
+    counts: &mut Counts,
+    node: &TestNetns,
+    slots: &mut [Slot],
+    conf: &[u8],
+) -> Vec<(usize, Running)> {
+    let mut running = Vec::new();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        match &slot.up {
+            Some((id, _)) if rng.chance(0.5) => {
+                counts.dels += 1;
+                running.push((
+                    i,
+                    churn::spawn_plugin(node, "DEL", id, slot.ns.path(), conf),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                slot.incarnation += 1;
+                let id = format!("crash-{i}-{}", slot.incarnation);
+                counts.adds += 1;
+                running.push((
+                    i,
+                    churn::spawn_plugin(node, "ADD", &id, slot.ns.path(), conf),
+                ));
+            }
+        }
+    }
+    running
 }
 
 /// podnetd and some of the plugins in flight, killed at random moments of
@@ -361,7 +381,7 @@ fn check_node(
     node: &TestNetns,
     daemon: &TestDaemon,
     slots: &[Slot],
-    node_cidrs: &[ipnetwork::IpNetwork],
+    node_cidrs: &[IpNetwork],
     look_inside_pods: bool,
 ) {
     counts.checks += 1;
@@ -436,7 +456,7 @@ fn finish_node(
     daemon: &mut TestDaemon,
     slots: &mut [Slot],
     conf: &[u8],
-    node_cidrs: &[ipnetwork::IpNetwork],
+    node_cidrs: &[IpNetwork],
 ) {
     let planted = AttachmentKey {
         container_id: "leaked-by-nobody".into(),
@@ -504,10 +524,12 @@ fn finish_node(
     check_node(counts, "at the end", node, daemon, slots, node_cidrs, false);
 }
 
-fn with_containerd(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
+/// A node whose podnetd knows its containerd's CRI socket (so the leak
+/// reclaimer asks containerd which sandboxes exist).
+fn containerd_node() -> (TestNetns, TestDaemon, TestContainerd) {
     let node = TestNetns::new("cnode");
     let mut daemon = node_daemon(&node);
-    let mut rt = TestContainerd::start(
+    let rt = TestContainerd::start(
         node.path(),
         ContainerdOpts {
             cni_conf_dir: daemon.cni_conf_dir(),
@@ -520,34 +542,22 @@ fn with_containerd(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
     daemon.restart(&node);
     // containerd reloads the rewritten conflist on its file event.
     std::thread::sleep(Duration::from_millis(500));
-    let node_cidrs = daemon.allocations_cidrs();
+    (node, daemon, rt)
+}
 
+fn with_containerd(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
+    let (node, mut daemon, mut rt) = containerd_node();
+    let node_cidrs = daemon.allocations_cidrs();
     for round in 0..opts.containerd_rounds {
         counts.rounds += 1;
-        let cri = rt.cri().clone();
         let kill_after = Duration::from_millis(50 + rng.below(750));
         let kill_podnetd = rng.chance(0.33);
-        let started: Vec<Result<String, String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..opts.sandboxes)
-                .map(|k| {
-                    let cri = cri.clone();
-                    s.spawn(move || {
-                        let name = format!("crash-{round}-{k}");
-                        cri.run_pod_sandbox(&name, "crash", &format!("uid-{name}"))
-                    })
-                })
-                .collect();
-            std::thread::sleep(kill_after);
-            rt.kill9();
+        let started = sandboxes_then_kill(opts, round, kill_after, &mut rt, || {
             counts.killed_containerd += 1;
             if kill_podnetd {
                 daemon.kill9();
                 counts.killed_podnetd += 1;
             }
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
-                .collect()
         });
         counts.sandboxes_run += started.len();
         counts.sandboxes_ok += started.iter().filter(|r| r.is_ok()).count();
@@ -555,49 +565,13 @@ fn with_containerd(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
             daemon.restart(&node);
         }
         rt.launch();
-        // The kubelet's view: whatever containerd lists is stopped and
-        // removed, retried as the kubelet retries.
-        let mut remaining = Vec::new();
-        for _ in 0..5 {
-            remaining = rt.cri().list_pod_sandbox().unwrap_or_default();
-            if remaining.is_empty() {
-                break;
-            }
-            for sb in &remaining {
-                let outcome = rt
-                    .cri()
-                    .stop_pod_sandbox(&sb.id)
-                    .and_then(|()| rt.cri().remove_pod_sandbox(&sb.id));
-                if let Err(e) = outcome {
-                    eprintln!("containerd round {round}: {}: {e}", sb.name);
-                }
-            }
-        }
+        let remaining = remove_all_sandboxes(&rt, round);
         if !remaining.is_empty() {
             counts.violation(format!(
                 "containerd round {round}: sandboxes stay: {remaining:?}"
             ));
         }
-        counts.checks += 1;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let held = churn::holders(&daemon);
-            let objects = churn::kernel_objects(&node, &node_cidrs);
-            if held.is_empty() && objects.host_veths == 0 && objects.pod_routes == 0 {
-                break;
-            }
-            if Instant::now() >= deadline {
-                counts.leaked_addresses += held.len();
-                counts.orphan_veths += objects.host_veths;
-                counts.stale_routes += objects.pod_routes;
-                counts.violation(format!(
-                    "containerd round {round}: after 30 s podnetd holds {held:?}, {} host veths, {} pod routes",
-                    objects.host_veths, objects.pod_routes
-                ));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until_empty(counts, round, &node, &daemon, &node_cidrs);
         eprintln!(
             "containerd round {round}: killed after {kill_after:?}, {} of {} sandboxes had started",
             started.iter().filter(|r| r.is_ok()).count(),
@@ -608,35 +582,101 @@ fn with_containerd(opts: &Opts, rng: &mut Rng, counts: &mut Counts) {
     daemon.stop();
 }
 
-fn render(
+/// `--sandboxes` RunPodSandbox at once; containerd killed -9 after
+/// `kill_after`, then `also_kill` (podnetd, by chance). Each call's outcome.
+fn sandboxes_then_kill(
     opts: &Opts,
-    seed: u64,
-    c: &Counts,
-    part1: Duration,
-    total: Duration,
-    load_before: &str,
-) -> String {
-    let (rev, dirty) = machine::git_revision();
-    let mut s = String::new();
-    let _ = writeln!(s, "# crash-inject\n");
-    let _ = writeln!(
-        s,
-        "Revision {rev}{}; {}; load average {load_before} before, {} after; seed {seed}.\n",
-        if dirty { " (uncommitted changes)" } else { "" },
-        machine::cpu_model(),
-        machine::loadavg(),
-    );
-    let _ = writeln!(
-        s,
-        "`crash-inject --pods {} --rounds {} --containerd-rounds {} --sandboxes {} --seed {seed}`: \
-         part 1 took {:.0} s, the whole run {:.0} s.\n",
-        opts.pods,
-        opts.rounds,
-        opts.containerd_rounds,
-        opts.sandboxes,
+    round: usize,
+    kill_after: Duration,
+    rt: &mut TestContainerd,
+    also_kill: impl FnOnce(),
+) -> Vec<Result<String, String>> {
+    let cri = rt.cri().clone();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..opts.sandboxes)
+            .map(|k| {
+                let cri = cri.clone();
+                s.spawn(move || {
+                    let name = format!("crash-{round}-{k}");
+                    cri.run_pod_sandbox(&name, "crash", &format!("uid-{name}"))
+                })
+            })
+            .collect();
+        std::thread::sleep(kill_after);
+        rt.kill9();
+        also_kill();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
+    })
+}
+
+/// The kubelet's view: whatever containerd lists is stopped and removed,
+/// retried as the kubelet retries. What it still lists after that.
+fn remove_all_sandboxes(rt: &TestContainerd, round: usize) -> Vec<ListedSandbox> {
+    let mut remaining = Vec::new();
+    for _ in 0..5 {
+        remaining = rt.cri().list_pod_sandbox().unwrap_or_default();
+        if remaining.is_empty() {
+            break;
+        }
+        for sb in &remaining {
+            let outcome = rt
+                .cri()
+                .stop_pod_sandbox(&sb.id)
+                .and_then(|()| rt.cri().remove_pod_sandbox(&sb.id));
+            if let Err(e) = outcome {
+                eprintln!("containerd round {round}: {}: {e}", sb.name);
+            }
+        }
+    }
+    remaining
+}
+
+/// Within 30 s podnetd must hold no address, and the node have no host
+/// veth and no pod route.
+fn wait_until_empty(
+    counts: &mut Counts,
+    round: usize,
+    node: &TestNetns,
+    daemon: &TestDaemon,
+    node_cidrs: &[IpNetwork],
+) {
+    counts.checks += 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = churn::holders(daemon);
+        let objects = churn::kernel_objects(node, node_cidrs);
+        if held.is_empty() && objects.host_veths == 0 && objects.pod_routes == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            counts.leaked_addresses += held.len();
+            counts.orphan_veths += objects.host_veths;
+            counts.stale_routes += objects.pod_routes;
+            counts.violation(format!(
+                "containerd round {round}: after 30 s podnetd holds {held:?}, {} host veths, {} pod routes",
+                objects.host_veths, objects.pod_routes
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn render(session: &Session, seed: u64, c: &Counts, part1: Duration, total: Duration) -> String {
+    let mut md = session.report("crash-inject");
+    md.item(format_args!(
+        "podnet, podnetd: {}, {}",
+        bins::podnet().display(),
+        bins::workspace_bin("podnetd").display()
+    ));
+    md.item(format_args!(
+        "seed {seed} (`--seed {seed}` repeats this run); part 1 took {:.0} s, the whole run {:.0} s",
         part1.as_secs_f64(),
         total.as_secs_f64()
-    );
+    ));
     let rows: [(&str, usize); 22] = [
         ("rounds", c.rounds),
         ("ADDs started by the storm", c.adds),
@@ -673,14 +713,15 @@ fn render(
         ("**plugins hung**", c.hung),
         ("**violations**", c.violations.len()),
     ];
-    let _ = writeln!(s, "| what | count |\n|---|---:|");
+    md.heading(2, "Counts");
+    let mut t = Table::new(&["what", "count"]).align("lr");
     for (what, n) in rows {
-        let _ = writeln!(s, "| {what} | {n} |");
+        t.row([what.to_string(), n.to_string()]);
     }
-    let _ = writeln!(
-        s,
-        "\nThe database reopened after the final kill with the same allocations: {}.",
+    md.table(&t);
+    md.para(format_args!(
+        "The database reopened after the final kill with the same allocations: {}.",
         if c.reopened_otherwise { "no" } else { "yes" }
-    );
-    s
+    ));
+    md.finish()
 }

@@ -1,5 +1,8 @@
-//! Facts about the machine and the build, for the benches' reports.
+//! Facts about the machine and the build that every report records: on a
+//! small shared machine, figures compare only between runs whose facts
+//! (load, nice value, build) match.
 
+use std::path::Path;
 use std::process::Command;
 
 /// A command's trimmed stdout, or "unknown" when it fails.
@@ -11,6 +14,18 @@ pub fn shell(program: &str, args: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+pub fn date_utc() -> String {
+    shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+}
+
+pub fn nproc() -> String {
+    shell("nproc", &[])
+}
+
+pub fn kernel() -> String {
+    shell("uname", &["-r"])
 }
 
 /// The 1, 5 and 15 minute load averages.
@@ -55,4 +70,37 @@ pub fn git_revision() -> (String, bool) {
     let rev = shell("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
     let dirty = !shell("git", &["-C", repo, "status", "--porcelain"]).is_empty();
     (rev, dirty)
+}
+
+/// The cargo profile the bench was built with; the binaries it measures
+/// are taken from next to it unless `PODNET_BIN_DIR` says otherwise.
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// Filesystem type and device holding `path` ("ext4 on /dev/vda"): sled's
+/// flushes cost what the filesystem makes them cost.
+pub fn filesystem(path: &Path) -> String {
+    shell(
+        "findmnt",
+        &[
+            "-n",
+            "-o",
+            "FSTYPE,SOURCE",
+            "--target",
+            &path.display().to_string(),
+        ],
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" on ")
+}
+
+/// A Debian package's installed version.
+pub fn package_version(package: &str) -> String {
+    shell("dpkg-query", &["-W", "-f", "${Version}", package])
 }
