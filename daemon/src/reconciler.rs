@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::Metrics;
+use crate::metrics::{count, Metrics};
 use crate::nodenet::NodeNet;
 use crate::routes::{self, Underlay};
 use crate::store::{Backend, NodeRecord, StoreEvent};
@@ -57,6 +57,8 @@ pub async fn run(
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
+                // Only a live watch delivers: the store answers.
+                backend.reach().reached();
                 synced |= matches!(ev, StoreEvent::Resync(_));
                 apply(&mut peers, ev);
                 // A burst of events is one reconcile.
@@ -79,10 +81,9 @@ pub async fn run(
             changed
         });
         let list: Vec<NodeRecord> = peers.values().cloned().collect();
-        Metrics::set(
-            &metrics.peers,
-            list.iter().filter(|p| p.node != topo.me).count(),
-        );
+        metrics
+            .peers
+            .set(count(list.iter().filter(|p| p.node != topo.me).count()));
         let (node, topo2) = (node.clone(), topo.clone());
         let started = Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -93,17 +94,14 @@ pub async fn run(
             })
         })
         .await;
-        metrics.reconcile.observe(started.elapsed());
+        metrics.reconcile.observe(started.elapsed().as_secs_f64());
         match outcome {
             // podnet is being removed from the node: no more routes.
             Ok(None) => return,
             Ok(Some(Ok(applied))) => {
-                Metrics::set(&metrics.routes, applied.routes);
+                metrics.routes.set(count(applied.routes));
                 let changes = applied.added + applied.replaced + applied.removed;
-                metrics.route_changes.fetch_add(
-                    u64::try_from(changes).unwrap_or(0),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                metrics.route_changes.inc_by(count(changes));
                 if changes > 0 {
                     tracing::info!(
                         added = applied.added,
@@ -116,11 +114,11 @@ pub async fn run(
                 }
             }
             Ok(Some(Err(e))) => {
-                Metrics::inc(&metrics.reconcile_errors);
+                metrics.reconcile_errors.inc();
                 tracing::warn!(error = %e, "route reconcile failed; retrying at the next event or resync");
             }
             Err(e) => {
-                Metrics::inc(&metrics.reconcile_errors);
+                metrics.reconcile_errors.inc();
                 tracing::warn!(error = %e, "route reconcile task failed");
             }
         }

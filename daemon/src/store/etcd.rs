@@ -116,6 +116,7 @@ pub struct EtcdBackend {
     /// The keep-alive task of the current lease; aborted on drop (the lease
     /// then expires after its TTL, see the module docs).
     keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
+    pub(crate) reach: super::StoreReach,
 }
 
 struct Inner {
@@ -186,6 +187,7 @@ impl EtcdBackend {
                 current: Mutex::new(None),
             }),
             keeper: std::sync::Mutex::new(None),
+            reach: Default::default(),
         })
     }
 
@@ -246,6 +248,7 @@ impl EtcdBackend {
                 interrupted = self.inner.watch_once(&tx, &mut backoff) => interrupted,
             };
             let Some(reason) = interrupted else { return };
+            self.reach.lost(&reason);
             let delay = backoff.next_delay();
             tracing::warn!(
                 endpoints = %self.inner.endpoints,

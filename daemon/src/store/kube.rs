@@ -184,6 +184,7 @@ impl KubeError {
 pub struct KubeBackend {
     nodes: Api<Node>,
     config: ClusterConfig,
+    pub(crate) reach: super::StoreReach,
 }
 
 impl KubeBackend {
@@ -213,6 +214,7 @@ impl KubeBackend {
         Self {
             nodes: Api::all(client),
             config,
+            reach: Default::default(),
         }
     }
 
@@ -415,6 +417,7 @@ impl KubeBackend {
                     Some(Err(err)) => {
                         let delay = jittered(retry.next_delay());
                         tracing::warn!(error = %err, retry_in = ?delay, "Node watch interrupted");
+                        self.reach.lost(&err);
                         tokio::select! {
                             () = tx.closed() => return,
                             () = tokio::time::sleep(delay) => {}
@@ -429,6 +432,14 @@ impl KubeBackend {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// Whether the API answers: one Node's metadata (a `resourceVersion=0`
+    /// list would ignore the limit on older API servers).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let one = ListParams::default().limit(1);
+        call("probing the API", self.nodes.list_metadata(&one)).await?;
+        Ok(())
     }
 
     /// Every Node, page by page (one consistent snapshot: continue tokens
