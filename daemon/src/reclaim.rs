@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::pool::PoolStore;
 
-use crate::metrics::Metrics;
 use crate::service::Service;
 
 /// Whether a pod's namespace is gone. A path whose directory we cannot see
@@ -67,7 +66,7 @@ impl Reclaimer {
                             runtime_forgot,
                             "reclaimed leaked addresses: the pod is gone and no DEL came"
                         );
-                        Metrics::inc(&svc.metrics.reclaimed);
+                        svc.metrics.reclaimed.inc();
                         released.push(a.key);
                     }
                     Err(e) => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::Metrics;
+use crate::metrics::{count, Metrics};
 use crate::nodenet::NodeNet;
 use crate::routes::{self, Applied, Underlay};
 use crate::store::{Backend, NodeRecord, StoreEvent};
@@ -58,6 +58,8 @@ pub async fn run(
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
+                // Only a live watch delivers: the store answers.
+                backend.reach().reached();
                 synced |= apply_burst(&mut peers, ev, &mut rx);
             }
             _ = tick.tick() => {}
@@ -117,10 +119,9 @@ async fn reconcile_once(
     metrics: &Metrics,
 ) -> ControlFlow<()> {
     let list: Vec<NodeRecord> = peers.values().cloned().collect();
-    Metrics::set(
-        &metrics.peers,
-        list.iter().filter(|p| p.node != topo.me).count(),
-    );
+    metrics
+        .peers
+        .set(count(list.iter().filter(|p| p.node != topo.me).count()));
     let (node, topo) = (node.clone(), topo.clone());
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -131,16 +132,16 @@ async fn reconcile_once(
         })
     })
     .await;
-    metrics.reconcile.observe(started.elapsed());
+    metrics.reconcile.observe(started.elapsed().as_secs_f64());
     match outcome {
         Ok(None) => return ControlFlow::Break(()),
         Ok(Some(Ok(applied))) => note_applied(metrics, &applied, started),
         Ok(Some(Err(e))) => {
-            Metrics::inc(&metrics.reconcile_errors);
+            metrics.reconcile_errors.inc();
             tracing::warn!(error = %e, "route reconcile failed; retrying at the next event or resync");
         }
         Err(e) => {
-            Metrics::inc(&metrics.reconcile_errors);
+            metrics.reconcile_errors.inc();
             tracing::warn!(error = %e, "route reconcile task failed");
         }
     }
@@ -149,12 +150,9 @@ async fn reconcile_once(
 
 /// Counts and logs what a reconcile changed (quietly when nothing).
 fn note_applied(metrics: &Metrics, applied: &Applied, started: Instant) {
-    Metrics::set(&metrics.routes, applied.routes);
+    metrics.routes.set(count(applied.routes));
     let changes = applied.added + applied.replaced + applied.removed;
-    metrics.route_changes.fetch_add(
-        u64::try_from(changes).unwrap_or(0),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    metrics.route_changes.inc_by(count(changes));
     if changes > 0 {
         tracing::info!(
             added = applied.added,

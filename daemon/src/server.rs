@@ -1,5 +1,5 @@
-//! The daemon's listeners: the IPAM socket (root-only) and, when asked,
-//! the metrics and health endpoints.
+//! The IPAM socket (root-only) and the run directory's lock. The metrics
+//! and health endpoints are in `http`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use podnet_ipam::pool::PoolStore;
 use podnet_ipam::proto::{ErrorKind, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::net::{UnixListener, UnixStream};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -156,35 +156,4 @@ async fn handle<S: PoolStore + 'static>(
     out.push(b'\n');
     write.write_all(&out).await?;
     write.shutdown().await
-}
-
-/// `/metrics` (Prometheus text), `/healthz` and `/readyz`: a few lines of
-/// HTTP/1.0, which is all a scraper and a kubelet probe need.
-pub async fn serve_metrics<S: PoolStore + 'static>(listener: TcpListener, svc: Arc<Service<S>>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let svc = svc.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/metrics" => {
-                    let usage = svc.pool.usage().unwrap_or_default();
-                    let outside = svc.pool.outside_ranges().map_or(0, |a| a.len());
-                    ("200 OK", svc.metrics.render(&usage, outside))
-                }
-                "/healthz" | "/readyz" => ("200 OK", "ok\n".to_string()),
-                _ => ("404 Not Found", "not found\n".to_string()),
-            };
-            let reply = format!(
-                "HTTP/1.0 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes()).await;
-        });
-    }
 }

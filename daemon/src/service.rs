@@ -56,7 +56,7 @@ pub struct Service<S: PoolStore = SledPoolStore> {
     /// the node's CIDRs are known (they change when the Node's do).
     pub pool: Pool<S>,
     pub metrics: Arc<Metrics>,
-    pub storage: StorageHealth,
+    pub storage: Arc<StorageHealth>,
     /// Told the addresses of every release, so that their connection
     /// tracking entries are forgotten (`conntrack`); `None` in tests of
     /// the service alone.
@@ -125,12 +125,12 @@ impl<S: PoolStore> Service<S> {
                 requested,
             }) {
                 Ok(allocation) => {
-                    Metrics::inc(&self.metrics.allocations);
+                    self.metrics.allocations.inc();
                     tracing::debug!(container = %allocation.key.container_id, ips = ?allocation.ips, "allocated");
                     Response::Allocated { allocation }
                 }
                 Err(e) => {
-                    Metrics::inc(&self.metrics.allocation_errors);
+                    self.metrics.allocation_errors.inc();
                     tracing::warn!(error = %e, "allocation failed");
                     self.error(&e)
                 }
@@ -138,7 +138,7 @@ impl<S: PoolStore> Service<S> {
             Request::Del { key } => match self.release(&key) {
                 Ok(found) => {
                     if found {
-                        Metrics::inc(&self.metrics.releases);
+                        self.metrics.releases.inc();
                     }
                     Response::Released { found }
                 }
@@ -163,10 +163,14 @@ impl<S: PoolStore> Service<S> {
             Request::Report { verb, micros, ok } => {
                 let d = std::time::Duration::from_micros(micros);
                 match (verb.as_str(), ok) {
-                    ("ADD", true) => self.metrics.plugin_add.observe(d),
-                    ("DEL", true) => self.metrics.plugin_del.observe(d),
-                    ("ADD", false) => Metrics::inc(&self.metrics.plugin_add_errors),
-                    ("DEL", false) => Metrics::inc(&self.metrics.plugin_del_errors),
+                    ("ADD", true) => self.metrics.plugin_add.observe(d.as_secs_f64()),
+                    ("DEL", true) => self.metrics.plugin_del.observe(d.as_secs_f64()),
+                    ("ADD", false) => {
+                        self.metrics.plugin_add_errors.inc();
+                    }
+                    ("DEL", false) => {
+                        self.metrics.plugin_del_errors.inc();
+                    }
                     _ => {}
                 }
                 Response::Noted
@@ -211,7 +215,7 @@ impl<S: PoolStore> Service<S> {
             match self.release(&a.key) {
                 Ok(_) => {
                     tracing::info!(container = %a.key.container_id, ifname = %a.key.ifname, ips = ?a.ips, "GC released");
-                    Metrics::inc(&self.metrics.gc_released);
+                    self.metrics.gc_released.inc();
                     released.push(a);
                 }
                 Err(e) => tracing::warn!(error = %e, "GC could not release"),
@@ -233,7 +237,7 @@ impl<S: PoolStore> Service<S> {
             match self.release(&key) {
                 Ok(found) => {
                     tracing::info!(container = %key.container_id, ifname = %key.ifname, found, "applied spooled release");
-                    Metrics::inc(&self.metrics.spool_applied);
+                    self.metrics.spool_applied.inc();
                     if let Err(e) = spool.done(&path) {
                         tracing::warn!(path = %path.display(), error = %e, "cannot remove a spool record");
                     }

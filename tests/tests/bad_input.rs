@@ -297,7 +297,13 @@ fn late_failure_rolls_back_what_add_made() {
     ];
     let out = raw_add(&node, &pod, stdin.as_bytes(), &env, "eth0");
     let err = assert_rejected(&node, &pod, &out, 100);
-    assert!(err["msg"].as_str().unwrap().contains("ip route add 192.0.2.0/24"), "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("ip route add 192.0.2.0/24"),
+        "{err}"
+    );
     let calls = std::fs::read_to_string(log.path()).unwrap();
     let verbs: Vec<&str> = calls.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(verbs, ["ADD", "DEL"], "IPAM calls: {calls}");
@@ -306,7 +312,13 @@ fn late_failure_rolls_back_what_add_made() {
     env.push(("SHIM_DEL_FAILS", "1"));
     let out = raw_add(&node, &pod, stdin.as_bytes(), &env, "eth0");
     let err = assert_rejected(&node, &pod, &out, 100);
-    assert!(err["msg"].as_str().unwrap().contains("ip route add 192.0.2.0/24"), "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("ip route add 192.0.2.0/24"),
+        "{err}"
+    );
     let details = err["details"].as_str().unwrap_or_default();
     assert!(
         details.contains("rolling back left something behind")

@@ -125,12 +125,25 @@ impl KubeNode {
     }
 
     fn scrape(&self) -> String {
+        self.http_get("/metrics")
+    }
+
+    /// The whole HTTP reply to `GET path` on podnetd's metrics port.
+    fn http_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.metrics).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    /// `/readyz`'s status code and body.
+    fn readyz(&self) -> (String, String) {
+        let reply = self.http_get("/readyz");
+        let code = reply.split_whitespace().nth(1).unwrap_or("").to_string();
+        let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (code, body.to_string())
     }
 }
 
@@ -266,6 +279,34 @@ fn peers_routes_are_right_within_a_second_of_an_api_outage_ending() {
         took < Duration::from_secs(1),
         "routes took {took:?} after the API returned (target: within 1 s)"
     );
+}
+
+#[test]
+fn readyz_follows_the_api_even_when_the_watch_resumes_with_nothing_to_say() {
+    let (api, node) = node_a_beside_node_b(None, |_| {});
+    wait_for("ready", Duration::from_secs(10), || {
+        node.readyz().0 == "200"
+    });
+
+    api.api.update(|s| {
+        s.unavailable = true;
+        s.drop_watches();
+    });
+    wait_for(
+        "not ready with the API down",
+        Duration::from_secs(10),
+        || node.readyz().0 == "503",
+    );
+    let (_, body) = node.readyz();
+    assert!(body.starts_with("not ready: cluster store: "), "{body}");
+    assert_eq!(body.lines().count(), 1, "{body}");
+
+    // Back with no change: the watch resumes and delivers nothing, so only
+    // the recovery probe can tell.
+    api.api.update(|s| s.unavailable = false);
+    wait_for("ready again", Duration::from_secs(15), || {
+        node.readyz().0 == "200"
+    });
 }
 
 /// What podnet puts on a node, each named when present.

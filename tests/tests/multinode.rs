@@ -222,13 +222,39 @@ fn pod_traffic_leaving_the_cluster_is_masqueraded() {
     cluster.del_pod(&pb);
 }
 
-fn scrape(addr: &str) -> String {
+/// The whole HTTP reply to `GET path`: status line, headers, body.
+fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text
+}
+
+fn scrape(addr: &str) -> String {
+    http_get(addr, "/metrics")
+}
+
+/// The status code of an HTTP reply.
+fn status(reply: &str) -> &str {
+    reply.split_whitespace().nth(1).unwrap_or("")
+}
+
+/// Restarts `node`'s daemon with its HTTP endpoints on loopback; returns
+/// their address.
+fn serve_endpoints(cluster: &mut TestCluster, node: usize) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let podnet_tests::cluster::ClusterNode { daemon, ns, .. } = cluster.node_mut(node);
+    daemon.stop();
+    daemon.opts.metrics_addr = Some(addr.clone());
+    daemon.restart(ns);
+    addr
 }
 
 #[test]
@@ -237,19 +263,7 @@ fn metrics_report_peers_routes_pool_and_plugin_latencies() {
     let a = cluster.add_node(0);
     let b = cluster.add_node(0);
     converge(&cluster, 1);
-    // Restart a's daemon with a metrics endpoint on loopback.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    {
-        let podnet_tests::cluster::ClusterNode { daemon, ns, .. } = cluster.node_mut(a);
-        daemon.stop();
-        daemon.opts.metrics_addr = Some(addr.clone());
-        daemon.restart(ns);
-    }
+    let addr = serve_endpoints(&mut cluster, a);
     let pod = cluster.add_pod(a);
     let _other = cluster.add_pod(b);
     eventually(
@@ -274,6 +288,38 @@ fn metrics_report_peers_routes_pool_and_plugin_latencies() {
     assert!(
         m.contains("podnet_cni_duration_seconds_count{verb=\"DEL\"} 1"),
         "{m}"
+    );
+}
+
+#[test]
+fn readyz_is_not_ready_while_etcd_is_down() {
+    let mut cluster = TestCluster::new(1, 10);
+    let a = cluster.add_node(0);
+    converge(&cluster, 0);
+    let addr = serve_endpoints(&mut cluster, a);
+    let ready = |addr: &str| status(&http_get(addr, "/readyz")) == "200";
+    eventually(Duration::from_secs(10), "ready after start", || {
+        ready(&addr)
+    });
+    assert!(http_get(&addr, "/healthz").contains("\r\n\r\nok\n"));
+
+    cluster.etcd.stop();
+    eventually(Duration::from_secs(10), "not ready with etcd down", || {
+        !ready(&addr)
+    });
+    let reply = http_get(&addr, "/readyz");
+    assert_eq!(status(&reply), "503", "{reply}");
+    assert!(reply.contains("not ready: cluster store: "), "{reply}");
+    // Only the store: the node CIDR, the conflist and the database hold.
+    assert_eq!(reply.matches("not ready:").count(), 1, "{reply}");
+    // Alive all the same: a liveness probe must not restart it for this.
+    assert_eq!(status(&http_get(&addr, "/healthz")), "200");
+
+    cluster.etcd.restart();
+    eventually(
+        Duration::from_secs(15),
+        "ready again with etcd back",
+        || ready(&addr),
     );
 }
 

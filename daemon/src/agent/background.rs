@@ -15,6 +15,10 @@ use crate::nodenet::NodeNet;
 use crate::reclaim::Reclaimer;
 use crate::retry::Backoff;
 use crate::service::Service;
+use crate::store::Backend;
+
+/// Between two probes of a store marked lost.
+const STORE_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A thread that forgets the connection tracking entries of released
 /// addresses, in the node's namespace, off the IPAM path: a release is
@@ -127,6 +131,18 @@ pub async fn reclaim_loop(svc: Arc<Service<SledPoolStore>>, spool: Spool, config
                 tracing::warn!(error = %e, "reclaim pass failed");
                 reclaimer = Reclaimer::default();
             }
+        }
+    }
+}
+
+/// While the store is marked lost, asks it something cheap every few
+/// seconds: a watch that resumes with no change to report tells nobody that
+/// the store answers again.
+pub async fn store_recovery(backend: Arc<Backend>) {
+    loop {
+        tokio::time::sleep(STORE_PROBE_EVERY).await;
+        if backend.reach().is_lost() && backend.ping().await.is_ok() {
+            backend.reach().reached();
         }
     }
 }

@@ -18,9 +18,11 @@ use podnet_ipam::ClusterConfig;
 use crate::cniconf;
 use crate::config::{ConflistVersion, DaemonConfig, StoreKind};
 use crate::error::DaemonError;
+use crate::http;
 use crate::metrics::Metrics;
 use crate::node_setup;
 use crate::nodenet::NodeNet;
+use crate::readiness::Readiness;
 use crate::routes::Underlay;
 use crate::server;
 use crate::service::Service;
@@ -45,6 +47,13 @@ struct Found {
 struct State {
     db: sled::Db,
     path: PathBuf,
+}
+
+impl State {
+    fn db_error(&self) -> impl FnOnce(sled::Error) -> DaemonError {
+        let path = self.path.clone();
+        move |source| DaemonError::Db { path, source }
+    }
 }
 
 /// What preparing the node's kernel decided.
@@ -72,16 +81,25 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             ))),
         })
         .await?;
+    backend.reach().reached();
     tracing::info!(node = %found.node, cidrs = ?me.cidrs, "node CIDR");
 
     let metrics = Arc::new(Metrics::default());
     let svc = open_ipam(&config, &found, &me.cidrs, &state, &metrics, &nodenet)?;
+    let readiness = Arc::new(Readiness::new(
+        backend.reach().clone(),
+        svc.storage.clone(),
+        Some(Readiness::probe_tree(&state.db).map_err(state.db_error())?),
+    ));
+    readiness.set_node_cidr(!me.cidrs.is_empty());
     let prepared = prepare_node(&config, &found, &me.cidrs, &nodenet).await?;
+    serve_endpoints(&config, &svc, &readiness).await?;
     start_tasks(
         &config, &found, &prepared, &svc, &backend, &metrics, &nodenet, me,
     )
     .await?;
-    write_cni_config(&config, prepared.pod_mtu).await?;
+    let conflist = write_cni_config(&config, prepared.pod_mtu).await?;
+    readiness.set_conflist(conflist);
 
     tokio::select! {
         () = background::shutdown_signal() => {}
@@ -176,13 +194,7 @@ async fn connect_store(
             .await?,
         ),
         StoreKind::Local => {
-            let tree = state
-                .db
-                .open_tree("cluster")
-                .map_err(|source| DaemonError::Db {
-                    path: state.path.clone(),
-                    source,
-                })?;
+            let tree = state.db.open_tree("cluster").map_err(state.db_error())?;
             Backend::Local(LocalBackend::new(cluster, tree))
         }
     })
@@ -258,8 +270,30 @@ async fn prepare_node(
     Ok(Prepared { vxlan, pod_mtu })
 }
 
-/// IPAM on its socket, metrics, the reclaimer, the route reconciler and the
-/// follower of this node's own record.
+/// `/metrics`, `/healthz` and `/readyz`, when asked for: before the
+/// conflist, so that `/readyz` says why the node is not ready yet.
+async fn serve_endpoints(
+    config: &DaemonConfig,
+    svc: &Arc<Service<SledPoolStore>>,
+    readiness: &Arc<Readiness>,
+) -> Result<(), DaemonError> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(());
+    };
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(DaemonError::io("binding metrics on", addr.to_string()))?;
+    let endpoints = Arc::new(http::Endpoints {
+        svc: svc.clone(),
+        readiness: readiness.clone(),
+    });
+    tokio::spawn(http::serve(tcp, endpoints, http::Limits::default()));
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    Ok(())
+}
+
+/// IPAM on its socket, the reclaimer, the route reconciler, the follower
+/// of this node's own record, and the store's recovery probe.
 #[allow(clippy::too_many_arguments)]
 async fn start_tasks(
     config: &DaemonConfig,
@@ -276,12 +310,7 @@ async fn start_tasks(
     let budget = server::connection_budget();
     tracing::debug!(connections = budget, "IPAM connections served at once");
     tokio::spawn(server::serve_ipam(listener, svc.clone(), budget));
-    if let Some(addr) = config.metrics_addr {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(DaemonError::io("binding metrics on", addr.to_string()))?;
-        tokio::spawn(server::serve_metrics(tcp, svc.clone()));
-    }
+    tokio::spawn(background::store_recovery(backend.clone()));
     let spool = Spool::new(&config.spool_dir);
     tokio::spawn(background::reclaim_loop(svc.clone(), spool, config.clone()));
     let (me_seen, me_rx) = tokio::sync::watch::channel(None);
@@ -317,8 +346,8 @@ async fn start_tasks(
 }
 
 /// The plugins (when asked) and the conflist, in the version the node's
-/// runtime reads.
-async fn write_cni_config(config: &DaemonConfig, pod_mtu: u32) -> Result<(), DaemonError> {
+/// runtime reads; returns the conflist's path.
+async fn write_cni_config(config: &DaemonConfig, pod_mtu: u32) -> Result<PathBuf, DaemonError> {
     if config.install_plugins {
         let installed = cniconf::install_plugins(&config.cni_bin_dir)?;
         tracing::info!(?installed, "installed the plugins");
@@ -335,7 +364,7 @@ async fn write_cni_config(config: &DaemonConfig, pod_mtu: u32) -> Result<(), Dae
         ));
     }
     tracing::info!(path = %path.display(), mtu = pod_mtu, "ready: CNI configuration written");
-    Ok(())
+    Ok(path)
 }
 
 /// The version to write, and whether it is settled (false: the runtime

@@ -10,6 +10,7 @@ use super::{NodeRecord, StoreError, StoreEvent};
 pub struct LocalBackend {
     allocator: NodeCidrAllocator<SledClusterStore>,
     me: Mutex<Option<NodeRecord>>,
+    pub(crate) reach: super::StoreReach,
 }
 
 impl LocalBackend {
@@ -17,6 +18,7 @@ impl LocalBackend {
         Self {
             allocator: NodeCidrAllocator::new(config, SledClusterStore::open(tree)),
             me: Mutex::new(None),
+            reach: Default::default(),
         }
     }
 

@@ -10,12 +10,15 @@
 pub mod etcd;
 pub mod kube;
 pub mod local;
+pub mod reach;
 
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+pub use self::reach::StoreReach;
 
 /// What every node publishes about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +87,25 @@ impl Backend {
             Self::Local(b) => b.list().await,
             Self::Etcd(b) => b.list().await,
             Self::Kube(b) => b.list().await,
+        }
+    }
+
+    /// Whether the store answers, as last seen (see [`StoreReach`]).
+    pub fn reach(&self) -> &StoreReach {
+        match self {
+            Self::Local(b) => &b.reach,
+            Self::Etcd(b) => &b.reach,
+            Self::Kube(b) => &b.reach,
+        }
+    }
+
+    /// A cheap request, to learn that a store marked lost answers again.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Local(_) => Ok(()),
+            // Node records are a few hundred bytes: listing them is cheap.
+            Self::Etcd(b) => b.list().await.map(drop),
+            Self::Kube(b) => b.ping().await,
         }
     }
 

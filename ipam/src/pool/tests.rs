@@ -423,8 +423,16 @@ fn gateway_is_first_host() {
         crate::first_host(&net("fd00:1:2:3::/64")),
         Some(ip("fd00:1:2:3::1"))
     );
-    assert_eq!(crate::first_host(&net("10.244.3.0/30")), Some(ip("10.244.3.1")));
-    for none in ["10.244.3.0/31", "10.244.3.4/32", "fd00::/127", "fd00::1/128"] {
+    assert_eq!(
+        crate::first_host(&net("10.244.3.0/30")),
+        Some(ip("10.244.3.1"))
+    );
+    for none in [
+        "10.244.3.0/31",
+        "10.244.3.4/32",
+        "fd00::/127",
+        "fd00::1/128",
+    ] {
         assert_eq!(crate::first_host(&net(none)), None, "{none}");
     }
 }

@@ -1,5 +1,8 @@
 use super::*;
+use crate::mac::MacAddr;
+use crate::spec::result::parse_cidr;
 use crate::spec::result::{Interface, IpConfig, Route};
+use ipnetwork::IpNetwork;
 use serde_json::json;
 
 fn parse(v: &Value) -> Result<NetConf, ConfigError> {

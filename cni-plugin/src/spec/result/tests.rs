@@ -1,5 +1,7 @@
+use super::render::cidr_string;
 use super::*;
 use serde_json::json;
+use serde_json::Value;
 
 const FIXTURES: [(CniVersion, &str); 5] = [
     (

@@ -121,6 +121,7 @@ pub struct EtcdBackend {
     /// The keep-alive task of the current lease; aborted on drop (the lease
     /// then expires after its TTL, see the module docs).
     keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
+    pub(crate) reach: super::StoreReach,
 }
 
 struct Inner {
@@ -191,6 +192,7 @@ impl EtcdBackend {
                 current: Mutex::new(None),
             }),
             keeper: std::sync::Mutex::new(None),
+            reach: Default::default(),
         })
     }
 

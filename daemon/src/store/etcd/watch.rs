@@ -21,6 +21,7 @@ impl EtcdBackend {
                 interrupted = self.inner.watch_once(&tx, &mut backoff) => interrupted,
             };
             let Some(reason) = interrupted else { return };
+            self.reach.lost(&reason);
             let delay = backoff.next_delay();
             tracing::warn!(
                 endpoints = %self.inner.endpoints,

@@ -135,6 +135,7 @@ pub struct KubeOptions {
 pub struct KubeBackend {
     nodes: Api<Node>,
     config: ClusterConfig,
+    pub(crate) reach: super::StoreReach,
 }
 
 impl KubeBackend {
@@ -164,6 +165,7 @@ impl KubeBackend {
         Self {
             nodes: Api::all(client),
             config,
+            reach: Default::default(),
         }
     }
 
@@ -175,6 +177,14 @@ impl KubeBackend {
 
     /// Every Node, page by page (one consistent snapshot: continue tokens
     /// read at the first page's revision), and the list's resourceVersion.
+    /// Whether the API answers: one Node's metadata (a `resourceVersion=0`
+    /// list would ignore the limit on older API servers).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let one = ListParams::default().limit(1);
+        call("probing the API", self.nodes.list_metadata(&one)).await?;
+        Ok(())
+    }
+
     async fn list_nodes(&self) -> Result<(Vec<Node>, Option<String>), KubeError> {
         let mut params = ListParams::default().limit(PAGE_SIZE);
         let mut nodes = Vec::new();

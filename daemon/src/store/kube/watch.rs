@@ -44,6 +44,7 @@ impl KubeBackend {
                     Some(Err(err)) => {
                         let delay = jittered(retry.next_delay());
                         tracing::warn!(error = %err, retry_in = ?delay, "Node watch interrupted");
+                        self.reach.lost(&err);
                         tokio::select! {
                             () = tx.closed() => return,
                             () = tokio::time::sleep(delay) => {}
