@@ -71,9 +71,6 @@ pub enum PluginError {
     InterfaceExists { ifname: String, netns: String },
     #[error(transparent)]
     Kernel(#[from] NetlinkError),
-    /// Another actor removed a link between its creation and its next use.
-    #[error("{0} vanished right after it was created")]
-    Vanished(String),
     #[error("{name} exists and is a {kind} link, not a bridge")]
     NotABridge { name: String, kind: String },
     #[error("the IPAM request thread failed")]
@@ -184,6 +181,12 @@ fn netlink_code(e: &NetlinkError) -> ErrorCode {
         NetlinkError::NetnsOpen { .. } if e.is_not_found() => ErrorCode::UNKNOWN_CONTAINER,
         NetlinkError::NetnsOpen { .. } | NetlinkError::NotNetns { .. } => ErrorCode::INVALID_ENV,
         NetlinkError::Decode(_) | NetlinkError::NetnsThread { .. } => ErrorCode::INTERNAL,
+        NetlinkError::Invalid { .. } | NetlinkError::WrongKind { .. } => ErrorCode::INVALID_CONFIG,
+        // Someone else's change raced ours: a retry starts afresh.
+        NetlinkError::Vanished { .. } | NetlinkError::Contended { .. } => {
+            ErrorCode::TRY_AGAIN_LATER
+        }
+        NetlinkError::Missing { .. } => ErrorCode::KERNEL,
     }
 }
 
@@ -235,8 +238,6 @@ impl PluginError {
             Self::NotNetns(_) | Self::NetnsIsNode(_) => ErrorCode::INVALID_ENV,
             Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
             Self::Kernel(e) => netlink_code(e),
-            // Someone else's deletion raced ours: a retry starts afresh.
-            Self::Vanished(_) => ErrorCode::TRY_AGAIN_LATER,
             Self::IpamThread => ErrorCode::INTERNAL,
             Self::Check(_) => ErrorCode::CHECK_FAILED,
             Self::Several(errors) => errors
@@ -368,8 +369,11 @@ mod tests {
             assert_eq!(PluginError::Kernel(e).code(), want, "{shown}");
         }
         assert_eq!(PluginError::IpamThread.code(), ErrorCode::INTERNAL);
+        let vanished = NetlinkError::Vanished {
+            what: "bridge podnet0".into(),
+        };
         assert_eq!(
-            PluginError::Vanished("bridge podnet0".into()).code(),
+            PluginError::Kernel(vanished).code(),
             ErrorCode::TRY_AGAIN_LATER
         );
     }

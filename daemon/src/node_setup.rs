@@ -62,13 +62,13 @@ pub fn find_underlay(
             .collect();
         return Ok((Underlay { index, subnets }, mtu, ip));
     }
-    Err(NetlinkError::kernel(
-        "finding the node's underlay interface",
-        std::io::Error::other(match node_ip {
+    Err(NetlinkError::Missing {
+        what: "the node's underlay interface".into(),
+        reason: match node_ip {
             Some(ip) => format!("no interface holds the node address {ip}"),
             None => "no default route and no interface with a global address".to_string(),
-        }),
-    ))
+        },
+    })
 }
 
 /// Bridge up with a fixed MAC and the gateway address of every node CIDR.
@@ -82,11 +82,9 @@ pub fn ensure_bridge(
     for cidr in cidrs {
         let gateway = podnet_ipam::first_host(cidr)
             .and_then(|gw| IpNetwork::new(gw, cidr.prefix()).ok())
-            .ok_or_else(|| {
-                NetlinkError::kernel(
-                    format!("gateway address of {cidr}"),
-                    std::io::Error::other("the CIDR has no room for a gateway"),
-                )
+            .ok_or_else(|| NetlinkError::Invalid {
+                op: format!("gateway address of {cidr}"),
+                reason: "the CIDR has no room for a gateway".into(),
             })?;
         want.push(gateway);
     }
@@ -161,9 +159,12 @@ pub fn ensure_vxlan(
     let mut want = Vec::with_capacity(cidrs.len());
     for cidr in cidrs {
         let host = if cidr.is_ipv6() { 128 } else { 32 };
-        want.push(IpNetwork::new(cidr.network(), host).map_err(|e| {
-            NetlinkError::kernel("vxlan address", std::io::Error::other(e.to_string()))
-        })?);
+        want.push(
+            IpNetwork::new(cidr.network(), host).map_err(|e| NetlinkError::Invalid {
+                op: "vxlan address".into(),
+                reason: e.to_string(),
+            })?,
+        );
     }
     ensure_only_addresses(nl, vx.index, &want)?;
     Ok(vx.index)

@@ -80,7 +80,10 @@ fn wire_kind(e: &IpamError) -> ErrorKind {
         }
         // The daemon's database failed or holds what it cannot read: not
         // the request's fault.
-        IpamError::Store(_) | IpamError::Corrupt { .. } => ErrorKind::Internal,
+        // So is a record of its own that would not encode.
+        IpamError::Store(_) | IpamError::Corrupt { .. } | IpamError::Encode { .. } => {
+            ErrorKind::Internal
+        }
         // What the request asked for cannot be given.
         IpamError::AddressOutsidePool { .. }
         | IpamError::AddressReserved { .. }
@@ -94,10 +97,8 @@ fn wire_kind(e: &IpamError) -> ErrorKind {
         | IpamError::InvalidRange { .. }
         | IpamError::InvalidNodePrefix { .. }
         | IpamError::InvalidMaxPods { .. } => ErrorKind::InvalidRequest,
-        // A lost cluster-level race (the pool never reports one) and a
-        // record of the daemon's own that would not encode: answered as
-        // they always have been.
-        IpamError::ClaimContended { .. } | IpamError::Encode { .. } => ErrorKind::InvalidRequest,
+        // A lost cluster-level race: the pool never reports one.
+        IpamError::ClaimContended { .. } => ErrorKind::InvalidRequest,
     }
 }
 
@@ -300,6 +301,10 @@ mod tests {
                     key: "k".into(),
                     reason: "r".into(),
                 },
+                IpamError::Encode {
+                    what: "allocation",
+                    source: serde_json::from_str::<u8>("x").unwrap_err(),
+                },
             ],
         );
     }
@@ -358,10 +363,6 @@ mod tests {
                 IpamError::ClaimContended {
                     node: "n".into(),
                     attempts: 3,
-                },
-                IpamError::Encode {
-                    what: "allocation",
-                    source: serde_json::from_str::<u8>("x").unwrap_err(),
                 },
             ],
         );

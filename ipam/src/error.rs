@@ -72,10 +72,11 @@ pub enum IpamError {
     },
 
     #[cfg(feature = "sled")]
-    #[error("store error")]
+    // The daemon logs messages, not source chains: the cause is shown.
+    #[error("state database: {0}")]
     Store(#[from] sled::Error),
 
-    #[error("cannot encode {what} for the store")]
+    #[error("cannot encode {what} for the store: {source}")]
     Encode {
         what: &'static str,
         #[source]

@@ -137,7 +137,30 @@ impl TestDaemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log");
-        // Wrappers that exec podnetd: the pid stays the daemon's.
+        let argv = self.wrapped_podnetd();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .args(self.run_args())
+            .env("PODNET_LOG", &self.opts.log)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = match &self.opts.manage_netns {
+            Some(path) => {
+                cmd.arg("--netns").arg(path);
+                cmd.spawn()
+            }
+            None => node.run(|| cmd.spawn()),
+        }
+        .expect("spawn podnetd");
+        crate::cleanup::register_pid(child.id());
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// podnetd, behind the wrappers the options ask for; they exec it, so
+    /// the pid stays the daemon's.
+    fn wrapped_podnetd(&self) -> Vec<std::ffi::OsString> {
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let Some(pid) = self.opts.mount_ns_of {
             // The root too: entering a mount namespace alone would leave a
@@ -153,72 +176,50 @@ impl TestDaemon {
             ]);
         }
         argv.push(bins::workspace_bin("podnetd").into());
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]);
-        cmd.arg("run")
-            .arg("--node-name")
-            .arg(&self.opts.node_name)
-            .arg("--cluster-cidr")
-            .arg(&self.opts.cluster_cidr)
-            .arg("--max-pods")
-            .arg(self.opts.max_pods.to_string())
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .arg("--run-dir")
-            .arg(self.run_dir())
-            .arg("--spool-dir")
-            .arg(self.spool_dir())
-            .arg("--reclaim-interval-secs")
-            .arg(self.opts.reclaim_interval_secs.to_string())
-            .arg("--reclaim-grace-secs")
-            .arg(self.opts.reclaim_grace_secs.to_string())
-            .arg("--cni-conf-dir")
-            .arg(self.cni_conf_dir())
-            .arg("--cni-bin-dir")
-            .arg(bins::REFERENCE_PLUGINS)
-            .arg("--lease-ttl-secs")
-            .arg(self.opts.lease_ttl_secs.to_string())
-            .arg("--resync-interval-secs")
-            .arg(self.opts.resync_interval_secs.to_string())
-            .env("PODNET_LOG", &self.opts.log)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        if let Some(addr) = &self.opts.metrics_addr {
-            cmd.arg("--metrics-addr").arg(addr);
+        argv
+    }
+
+    /// `podnetd run` and its flags, from the options.
+    fn run_args(&self) -> Vec<std::ffi::OsString> {
+        let o = &self.opts;
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into()];
+        let mut flag = |name: &str, value: std::ffi::OsString| {
+            args.push(format!("--{name}").into());
+            args.push(value);
+        };
+        flag("node-name", o.node_name.clone().into());
+        flag("cluster-cidr", o.cluster_cidr.clone().into());
+        flag("max-pods", o.max_pods.to_string().into());
+        flag("state-dir", self.state_dir().into());
+        flag("run-dir", self.run_dir().into());
+        flag("spool-dir", self.spool_dir().into());
+        flag("reclaim-interval-secs", o.reclaim_interval_secs.to_string().into());
+        flag("reclaim-grace-secs", o.reclaim_grace_secs.to_string().into());
+        flag("cni-conf-dir", self.cni_conf_dir().into());
+        flag("cni-bin-dir", bins::REFERENCE_PLUGINS.into());
+        flag("lease-ttl-secs", o.lease_ttl_secs.to_string().into());
+        flag("resync-interval-secs", o.resync_interval_secs.to_string().into());
+        if let Some(addr) = &o.metrics_addr {
+            flag("metrics-addr", addr.clone().into());
         }
-        if let Some(ep) = &self.opts.etcd_endpoint {
-            cmd.arg("--store")
-                .arg("etcd")
-                .arg("--etcd-endpoints")
-                .arg(ep);
+        if let Some(ep) = &o.etcd_endpoint {
+            flag("store", "etcd".into());
+            flag("etcd-endpoints", ep.clone().into());
         }
-        if let Some(kubeconfig) = &self.opts.kubeconfig {
-            cmd.arg("--store")
-                .arg("kubernetes")
-                .arg("--kubeconfig")
-                .arg(kubeconfig);
+        if let Some(kubeconfig) = &o.kubeconfig {
+            flag("store", "kubernetes".into());
+            flag("kubeconfig", kubeconfig.clone().into());
         }
-        if let Some(ds) = &self.opts.daemonset {
-            cmd.arg("--daemonset").arg(ds);
+        if let Some(ds) = &o.daemonset {
+            flag("daemonset", ds.clone().into());
         }
-        if let Some(ip) = &self.opts.node_ip {
-            cmd.arg("--node-ip").arg(ip);
+        if let Some(ip) = &o.node_ip {
+            flag("node-ip", ip.clone().into());
         }
-        if let Some(socket) = &self.opts.cri_socket {
-            cmd.arg("--cri-socket").arg(socket);
+        if let Some(socket) = &o.cri_socket {
+            flag("cri-socket", socket.clone().into());
         }
-        let child = match &self.opts.manage_netns {
-            Some(path) => {
-                cmd.arg("--netns").arg(path);
-                cmd.spawn()
-            }
-            None => node.run(|| cmd.spawn()),
-        }
-        .expect("spawn podnetd");
-        crate::cleanup::register_pid(child.id());
-        self.child = Some(child);
-        self.wait_ready();
+        args
     }
 
     /// Ready as the kubelet sees it: IPAM answers and this run has written

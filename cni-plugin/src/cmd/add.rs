@@ -141,8 +141,11 @@ impl<'a> Attempt<'a> {
     fn wire_first_pod(&mut self, made: &mut Made) -> Result<Wired, PluginError> {
         let bridge = self.conf.bridge.as_str();
         link::ensure_bridge(&mut self.host_nl, bridge, names::bridge_mac(bridge), None)?;
-        self.wire(made)?
-            .ok_or_else(|| PluginError::Vanished(format!("bridge {bridge}")))
+        self.wire(made)?.ok_or_else(|| {
+            PluginError::Kernel(NetlinkError::Vanished {
+                what: format!("bridge {bridge}"),
+            })
+        })
     }
 }
 
@@ -224,8 +227,11 @@ impl Attempt<'_> {
             }
         }
         let pod_nl = &mut self.pod_nl;
-        let pod = link::get_link(pod_nl, ifname)?
-            .ok_or_else(|| PluginError::Vanished(format!("pod interface {ifname}")))?;
+        let pod = link::get_link(pod_nl, ifname)?.ok_or_else(|| {
+            PluginError::Kernel(NetlinkError::Vanished {
+                what: format!("pod interface {ifname}"),
+            })
+        })?;
         link::set_up(pod_nl, pod.index)?;
         Ok(Some(Wired {
             bridge_index: bridge.index,

@@ -40,6 +40,26 @@ pub enum NetlinkError {
         #[source]
         source: io::Error,
     },
+    /// A request podnet could not build from what it was given.
+    #[error("{op}: {reason}")]
+    Invalid { op: String, reason: String },
+    /// The name is taken by a link of another kind.
+    #[error("{name} exists and is a {kind} link, not a {want}")]
+    WrongKind {
+        name: String,
+        kind: String,
+        want: &'static str,
+    },
+    /// Another actor removed the object between podnet's change and its
+    /// next look at it.
+    #[error("{what} vanished while podnet was setting it up")]
+    Vanished { what: String },
+    /// Another actor keeps replacing the object podnet sets up.
+    #[error("{what} keeps being replaced concurrently")]
+    Contended { what: String },
+    /// Something the node must have for podnet to work is not there.
+    #[error("{what}: {reason}")]
+    Missing { what: String, reason: String },
 }
 
 impl NetlinkError {
@@ -57,7 +77,14 @@ impl NetlinkError {
             | Self::NetnsOpen { source, .. }
             | Self::NetnsReturn { source, .. }
             | Self::Sysctl { source, .. } => source.raw_os_error(),
-            Self::Decode(_) | Self::NotNetns { .. } | Self::NetnsThread { .. } => None,
+            Self::Decode(_)
+            | Self::NotNetns { .. }
+            | Self::NetnsThread { .. }
+            | Self::Invalid { .. }
+            | Self::WrongKind { .. }
+            | Self::Vanished { .. }
+            | Self::Contended { .. }
+            | Self::Missing { .. } => None,
         }
     }
 

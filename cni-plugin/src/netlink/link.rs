@@ -121,13 +121,11 @@ pub fn ensure_bridge(
 ) -> Result<Link, NetlinkError> {
     if let Some(link) = get_link(nl, name)? {
         if link.kind.as_deref() != Some("bridge") {
-            return Err(NetlinkError::kernel(
-                format!("ip link add {name} type bridge"),
-                std::io::Error::other(format!(
-                    "{name} exists and is a {} link, not a bridge",
-                    link.kind.as_deref().unwrap_or("plain")
-                )),
-            ));
+            return Err(NetlinkError::WrongKind {
+                name: name.to_string(),
+                kind: link.kind.unwrap_or_else(|| "plain".into()),
+                want: "bridge",
+            });
         }
         if !link.up {
             set_up(nl, link.index)?;
@@ -147,11 +145,8 @@ pub fn ensure_bridge(
         Err(e) if e.is_exists() => {}
         other => other?,
     }
-    get_link(nl, name)?.ok_or_else(|| {
-        NetlinkError::kernel(
-            format!("ip link show {name}"),
-            std::io::Error::other("bridge vanished right after it was created"),
-        )
+    get_link(nl, name)?.ok_or_else(|| NetlinkError::Vanished {
+        what: format!("bridge {name}"),
     })
 }
 

@@ -54,7 +54,7 @@ impl RouteEntry {
     fn to_message(&self) -> Result<RouteMessage, NetlinkError> {
         let op = || format!("ip route {}", self.dst);
         // rtnetlink does not export its error type; its message is enough.
-        let bad = |e: String| NetlinkError::kernel(op(), std::io::Error::other(e));
+        let bad = |reason: String| NetlinkError::Invalid { op: op(), reason };
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(self.dst.network(), self.dst.prefix())
             .map_err(|e| bad(e.to_string()))?

@@ -150,7 +150,9 @@ fn receive(sock: &mut Socket, op: &str, mut each: impl FnMut(&[u8])) -> Result<(
             let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
             let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
             if len < NLMSG_HDRLEN || at + len > n {
-                return Err(kernel(op, io::Error::other("a truncated netlink message")));
+                return Err(NetlinkError::Decode(format!(
+                    "{op}: a truncated netlink message"
+                )));
             }
             let body = &buf[at + NLMSG_HDRLEN..at + len];
             match kind {

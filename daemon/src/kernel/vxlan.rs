@@ -121,13 +121,11 @@ pub fn ensure_vxlan(nl: &mut Netlink, spec: &VxlanSpec<'_>) -> Result<Link, Netl
         if let Some(current) = get_vxlan(nl, name)? {
             let (link, tunnel) = current;
             if link.kind.as_deref() != Some("vxlan") {
-                return Err(NetlinkError::kernel(
-                    op(),
-                    std::io::Error::other(format!(
-                        "{name} exists and is a {} link, not a vxlan",
-                        link.kind.as_deref().unwrap_or("plain")
-                    )),
-                ));
+                return Err(NetlinkError::WrongKind {
+                    name: name.to_string(),
+                    kind: link.kind.unwrap_or_else(|| "plain".into()),
+                    want: "vxlan",
+                });
             }
             if tunnel.as_ref() == Some(&Tunnel::wanted(spec)) {
                 return fix_in_place(nl, link, spec);
@@ -156,17 +154,13 @@ pub fn ensure_vxlan(nl: &mut Netlink, spec: &VxlanSpec<'_>) -> Result<Link, Netl
             Err(e) if e.is_exists() => continue,
             other => other?,
         }
-        return link::get_link(nl, name)?.ok_or_else(|| {
-            NetlinkError::kernel(
-                format!("ip link show {name}"),
-                std::io::Error::other("vxlan device vanished right after it was created"),
-            )
+        return link::get_link(nl, name)?.ok_or_else(|| NetlinkError::Vanished {
+            what: format!("vxlan device {name}"),
         });
     }
-    Err(NetlinkError::kernel(
-        op(),
-        std::io::Error::other("the device keeps being replaced concurrently"),
-    ))
+    Err(NetlinkError::Contended {
+        what: format!("vxlan device {name}"),
+    })
 }
 
 /// The link and, for a VXLAN device, its tunnel parameters.
@@ -206,11 +200,8 @@ fn fix_in_place(nl: &mut Netlink, link: Link, spec: &VxlanSpec<'_>) -> Result<Li
         RouteNetlinkMessage::SetLink(msg),
         0,
     )?;
-    link::get_link(nl, spec.name)?.ok_or_else(|| {
-        NetlinkError::kernel(
-            format!("ip link show {}", spec.name),
-            std::io::Error::other("vxlan device vanished while it was being updated"),
-        )
+    link::get_link(nl, spec.name)?.ok_or_else(|| NetlinkError::Vanished {
+        what: format!("vxlan device {}", spec.name),
     })
 }
 

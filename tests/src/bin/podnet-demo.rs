@@ -23,30 +23,11 @@ fn main() -> ExitCode {
     for _ in 0..NODES {
         cluster.add_node(0);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cluster
-        .live_nodes()
-        .all(|(i, _)| cluster.routes(i).len() == NODES - 1)
-    {
-        if Instant::now() > deadline {
-            eprintln!("routes did not converge");
-            return ExitCode::FAILURE;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !routes_converge(&cluster) {
+        eprintln!("routes did not converge");
+        return ExitCode::FAILURE;
     }
-    println!(
-        "\n{:<8} {:<16} routes to the other nodes' pods",
-        "node", "underlay"
-    );
-    for (i, n) in cluster.live_nodes() {
-        println!(
-            "{:<8} {:<16} {}",
-            n.name,
-            n.ip.to_string(),
-            cluster.routes(i).join(", ")
-        );
-    }
-
+    show_nodes(&cluster);
     let mut pods: Vec<Pod> = Vec::new();
     for node in 0..NODES {
         for _ in 0..PODS_PER_NODE {
@@ -57,29 +38,7 @@ fn main() -> ExitCode {
     for p in &pods {
         println!("{:<8} node-{:<3} {}", p.id, p.node, p.ip);
     }
-
-    println!("\nconnectivity (UDP round trip between pods):");
-    print!("{:>8}", "");
-    for p in &pods {
-        print!("{:>7}", p.id);
-    }
-    println!();
-    let mut failures = 0;
-    for a in &pods {
-        print!("{:>8}", a.id);
-        for b in &pods {
-            let mark = if a.id == b.id {
-                "-"
-            } else if udp_round_trip(&a.ns, &b.ns, b.ip).is_ok() {
-                "ok"
-            } else {
-                failures += 1;
-                "FAIL"
-            };
-            print!("{mark:>7}");
-        }
-        println!();
-    }
+    let failures = connectivity_matrix(&pods);
     for p in &pods {
         cluster.del_pod(p);
     }
@@ -97,4 +56,62 @@ fn main() -> ExitCode {
         println!("{failures} of {pairs} pairs failed");
         ExitCode::FAILURE
     }
+}
+
+/// Every node has a route to every other node's pods, within 10 s.
+fn routes_converge(cluster: &TestCluster) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster
+        .live_nodes()
+        .all(|(i, _)| cluster.routes(i).len() == NODES - 1)
+    {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn show_nodes(cluster: &TestCluster) {
+    println!(
+        "\n{:<8} {:<16} routes to the other nodes' pods",
+        "node", "underlay"
+    );
+    for (i, n) in cluster.live_nodes() {
+        println!(
+            "{:<8} {:<16} {}",
+            n.name,
+            n.ip.to_string(),
+            cluster.routes(i).join(", ")
+        );
+    }
+}
+
+/// A UDP round trip between every ordered pair of pods, printed as a
+/// matrix; returns the number of pairs that failed.
+fn connectivity_matrix(pods: &[Pod]) -> usize {
+    println!("\nconnectivity (UDP round trip between pods):");
+    print!("{:>8}", "");
+    for p in pods {
+        print!("{:>7}", p.id);
+    }
+    println!();
+    let mut failures = 0;
+    for a in pods {
+        print!("{:>8}", a.id);
+        for b in pods {
+            let mark = if a.id == b.id {
+                "-"
+            } else if udp_round_trip(&a.ns, &b.ns, b.ip).is_ok() {
+                "ok"
+            } else {
+                failures += 1;
+                "FAIL"
+            };
+            print!("{mark:>7}");
+        }
+        println!();
+    }
+    failures
 }
