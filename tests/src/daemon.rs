@@ -193,12 +193,21 @@ impl TestDaemon {
         flag("state-dir", self.state_dir().into());
         flag("run-dir", self.run_dir().into());
         flag("spool-dir", self.spool_dir().into());
-        flag("reclaim-interval-secs", o.reclaim_interval_secs.to_string().into());
-        flag("reclaim-grace-secs", o.reclaim_grace_secs.to_string().into());
+        flag(
+            "reclaim-interval-secs",
+            o.reclaim_interval_secs.to_string().into(),
+        );
+        flag(
+            "reclaim-grace-secs",
+            o.reclaim_grace_secs.to_string().into(),
+        );
         flag("cni-conf-dir", self.cni_conf_dir().into());
         flag("cni-bin-dir", bins::REFERENCE_PLUGINS.into());
         flag("lease-ttl-secs", o.lease_ttl_secs.to_string().into());
-        flag("resync-interval-secs", o.resync_interval_secs.to_string().into());
+        flag(
+            "resync-interval-secs",
+            o.resync_interval_secs.to_string().into(),
+        );
         if let Some(addr) = &o.metrics_addr {
             flag("metrics-addr", addr.clone().into());
         }
