@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod node_setup;
 pub mod nodenet;
+pub mod policy;
 pub mod readiness;
 pub mod reclaim;
 pub mod reconciler;
