@@ -19,6 +19,7 @@ pub mod node;
 pub mod null_cni;
 pub mod pause;
 pub mod plugin;
+pub mod routed;
 
 /// Root-only tests call this first: they fail loudly, never pass silently,
 /// when they cannot do what they test.

@@ -32,8 +32,18 @@ pub fn udp_round_trip(
     to: &impl Namespace,
     to_ip: IpAddr,
 ) -> Result<(), String> {
+    udp_round_trip_to(from, to, SocketAddr::new(to_ip, 0))
+}
+
+/// [`udp_round_trip`] to a given port (0: any).
+pub fn udp_round_trip_to(
+    from: &impl Namespace,
+    to: &impl Namespace,
+    to_addr: SocketAddr,
+) -> Result<(), String> {
+    let to_ip = to_addr.ip();
     // Sockets belong to the namespace they were created in.
-    let server = to.enter(|| UdpSocket::bind(SocketAddr::new(to_ip, 0)));
+    let server = to.enter(|| UdpSocket::bind(to_addr));
     let server = server.map_err(|e| format!("bind in {}: {e}", to.label()))?;
     let server_addr = server.local_addr().map_err(|e| e.to_string())?;
     let unspecified: IpAddr = if to_ip.is_ipv6() {
@@ -71,6 +81,12 @@ pub fn udp_round_trip(
 pub fn tcp_listen(ns: &TestNetns, port: u16) -> TcpListener {
     ns.run(|| TcpListener::bind(("0.0.0.0", port)))
         .unwrap_or_else(|e| panic!("listen in {}: {e}", ns.name()))
+}
+
+/// A TCP listener inside `ns` on `addr` (an IPv6 one too).
+pub fn tcp_listen_at(ns: &TestNetns, addr: SocketAddr) -> TcpListener {
+    ns.run(|| TcpListener::bind(addr))
+        .unwrap_or_else(|e| panic!("listen on {addr} in {}: {e}", ns.name()))
 }
 
 /// Connects from inside `ns` to `addr`, sends a line, reads the echo back

@@ -2,10 +2,8 @@
 //! kernel's nf_tables netlink API (NETLINK_NETFILTER), never a firewall
 //! binary.
 //!
-//! The messages are written here directly: the uapi is small and stable
-//! (`linux/netfilter/nfnetlink.h`, `linux/netfilter/nf_tables.h`), and the
-//! only permissively licensed Rust option binds the C libnftnl, which would
-//! make the static plugin and daemon depend on system libraries.
+//! The transaction is built with `kernel::nft`, podnet's own nf_tables
+//! encoder.
 //!
 //! The ruleset podnet owns is one table, replaced whole in one transaction:
 //!
@@ -18,27 +16,41 @@
 //! }
 //! ```
 
-mod batch;
 #[cfg(test)]
 mod tests;
 
-use std::io;
-
 use ipnetwork::IpNetwork;
-use netlink_packet_core::{NLMSG_ERROR, NLM_F_CREATE, NLM_F_EXCL};
-use netlink_sys::Socket;
 
 use podnet_cni::netlink::NetlinkError;
 
-use self::batch::{Batch, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE};
-use super::nfnetlink::{self, NLMSG_HDRLEN};
+use super::nft::{
+    BaseChain, Chain, ChainType, CmpOp, Family, Field, Hook, Policy, Rule as NftRule, Table,
+    Transaction,
+};
 
 /// The table podnet owns; nothing else of the ruleset is touched.
 pub const TABLE: &str = "podnet";
 /// Its one chain.
 pub const CHAIN: &str = "postrouting";
+/// `srcnat`: where NAT rewrites sources (NF_IP_PRI_NAT_SRC).
+const PRIORITY_SRCNAT: i32 = 100;
 
-const RECV_BUF: usize = 64 * 1024;
+fn table() -> Table {
+    Table::new(Family::Inet, TABLE)
+}
+
+fn chain(table: &Table) -> Chain {
+    Chain::base(
+        table,
+        CHAIN,
+        BaseChain {
+            kind: ChainType::Nat,
+            hook: Hook::Postrouting,
+            priority: PRIORITY_SRCNAT,
+            policy: Policy::Accept,
+        },
+    )
+}
 
 /// Pods' traffic to destinations outside the cluster ranges leaves with the
 /// node's address; traffic between pod ranges keeps its source.
@@ -59,19 +71,21 @@ const RECV_BUF: usize = 64 * 1024;
 /// podnet; table inet podnet { chain postrouting { type nat hook postrouting
 /// priority srcnat; ... masquerade } }`.
 pub fn ensure_masquerade(cluster_ranges: &[IpNetwork]) -> Result<(), NetlinkError> {
-    let mut batch = Batch::new();
-    batch.table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "nft add table inet podnet");
-    batch.table(NFT_MSG_DELTABLE, 0, "nft delete table inet podnet");
-    batch.table(
-        NFT_MSG_NEWTABLE,
-        NLM_F_CREATE | NLM_F_EXCL,
-        "nft add table inet podnet",
-    );
-    batch.chain();
+    Ok(transaction(cluster_ranges).commit()?)
+}
+
+/// The transaction [`ensure_masquerade`] sends.
+fn transaction(cluster_ranges: &[IpNetwork]) -> Transaction {
+    let table = table();
+    let mut tx = Transaction::new();
+    tx.add_table(&table)
+        .delete_table(&table)
+        .create_table(&table)
+        .create_chain(&chain(&table));
     for rule in rules(cluster_ranges) {
-        batch.rule(&rule);
+        tx.add_rule(&rule.to_nft(&table));
     }
-    Nfnetlink::open()?.commit(batch)
+    tx
 }
 
 /// Removes podnet's table, its chain and rules with it. Returns whether it
@@ -79,12 +93,12 @@ pub fn ensure_masquerade(cluster_ranges: &[IpNetwork]) -> Result<(), NetlinkErro
 ///
 /// Equivalent to `nft delete table inet podnet`.
 pub fn remove_masquerade() -> Result<bool, NetlinkError> {
-    let mut batch = Batch::new();
-    batch.table(NFT_MSG_DELTABLE, 0, "nft delete table inet podnet");
-    match Nfnetlink::open()?.commit(batch) {
+    let mut tx = Transaction::new();
+    tx.delete_table(&table());
+    match tx.commit() {
         Ok(()) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -96,15 +110,19 @@ struct Rule {
 }
 
 impl Rule {
-    /// The rule the way `nft list ruleset` prints it.
-    fn describe(&self) -> String {
-        let ip = if self.saddr.is_ipv4() { "ip" } else { "ip6" };
-        let mut s = format!("{ip} saddr {}", self.saddr);
-        for e in &self.excluded {
-            s.push_str(&format!(" {ip} daddr != {e}"));
+    /// The rule for nf_tables: the builder adds the `meta nfproto` check
+    /// an inet table needs before an address.
+    fn to_nft(&self, table: &Table) -> NftRule {
+        let (saddr, daddr) = if self.saddr.is_ipv4() {
+            (Field::Ip4Saddr, Field::Ip4Daddr)
+        } else {
+            (Field::Ip6Saddr, Field::Ip6Daddr)
+        };
+        let mut rule = NftRule::new(table, CHAIN).prefix(saddr, CmpOp::Eq, self.saddr);
+        for &e in &self.excluded {
+            rule = rule.prefix(daddr, CmpOp::Neq, e);
         }
-        s.push_str(" masquerade");
-        s
+        rule.masquerade()
     }
 }
 
@@ -130,84 +148,4 @@ fn rules(cluster_ranges: &[IpNetwork]) -> Vec<Rule> {
                 .collect(),
         })
         .collect()
-}
-
-/// A NETLINK_NETFILTER socket in the calling thread's namespace.
-struct Nfnetlink {
-    socket: Socket,
-}
-
-impl Nfnetlink {
-    fn open() -> Result<Self, NetlinkError> {
-        Ok(Self {
-            socket: nfnetlink::open()?,
-        })
-    }
-
-    /// Sends the batch and waits for the kernel's verdict on each message.
-    /// The kernel processes the whole batch and reports every error before
-    /// aborting it, so the first error is returned once all are in; an error
-    /// on the batch itself (the BATCH_BEGIN sequence) ends the wait at once.
-    fn commit(&self, batch: Batch) -> Result<(), NetlinkError> {
-        let (bytes, begin_seq, ops) = batch.finish();
-        let first_op = ops
-            .first()
-            .map(|(_, op)| op.clone())
-            .unwrap_or_else(|| "nft".to_string());
-        self.socket
-            .send(&bytes, 0)
-            .map_err(|e| NetlinkError::kernel(first_op.clone(), e))?;
-
-        let mut pending: Vec<u32> = ops.iter().map(|(seq, _)| *seq).collect();
-        let mut first_error: Option<NetlinkError> = None;
-        let mut buf = vec![0u8; RECV_BUF];
-        while !pending.is_empty() {
-            let n = self
-                .socket
-                .recv(&mut &mut buf[..], 0)
-                .map_err(|e| NetlinkError::kernel(first_op.clone(), e))?;
-            let mut offset = 0;
-            while offset + NLMSG_HDRLEN <= n {
-                let h = &buf[offset..n];
-                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                if len < NLMSG_HDRLEN || len > h.len() {
-                    return Err(NetlinkError::Decode(format!(
-                        "{first_op}: bad message length {len}"
-                    )));
-                }
-                offset += (len + 3) & !3;
-                if kind != NLMSG_ERROR || len < NLMSG_HDRLEN + 4 {
-                    continue;
-                }
-                let code = i32::from_ne_bytes([h[16], h[17], h[18], h[19]]);
-                if seq == begin_seq && code != 0 {
-                    return Err(NetlinkError::kernel(
-                        first_op,
-                        io::Error::from_raw_os_error(-code),
-                    ));
-                }
-                let Some(pos) = pending.iter().position(|&s| s == seq) else {
-                    continue;
-                };
-                pending.swap_remove(pos);
-                if code != 0 && first_error.is_none() {
-                    let op = ops
-                        .iter()
-                        .find(|(s, _)| *s == seq)
-                        .map(|(_, op)| op.clone())
-                        .unwrap_or_else(|| first_op.clone());
-                    first_error = Some(NetlinkError::kernel(
-                        op,
-                        io::Error::from_raw_os_error(-code),
-                    ));
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
 }
