@@ -112,30 +112,17 @@ fn to_wire(set: &Set, e: &Element, with_data: bool, out: &mut Vec<Wire>) -> Resu
     let key = join(&set.key, &from)?;
     let key_last = join(&set.key, &to)?;
     let data = if with_data { data(set, e)? } else { None };
-    if !set.interval {
-        out.push(Wire {
-            source: 0,
-            interval_end: false,
-            key,
-            key_end: None,
-            data,
-        });
-    } else if set.key.len() > 1 {
-        out.push(Wire {
-            source: 0,
-            interval_end: false,
-            key,
-            key_end: Some(key_last),
-            data,
-        });
-    } else {
-        out.push(Wire {
-            source: 0,
-            interval_end: false,
-            key,
-            key_end: None,
-            data,
-        });
+    // A concatenated interval (pipapo) carries its end in the element; a
+    // single-field interval (rbtree) is a start element and an end element.
+    let concat_interval = set.interval && set.key.len() > 1;
+    out.push(Wire {
+        source: 0,
+        interval_end: false,
+        key,
+        key_end: concat_interval.then_some(key_last.clone()),
+        data,
+    });
+    if set.interval && !concat_interval {
         // An interval reaching the top of the key space has no end
         // element: the kernel's rbtree treats an open start as "to the end".
         if let Some(end) = one_past(&key_last) {
