@@ -71,8 +71,6 @@ pub enum PluginError {
     InterfaceExists { ifname: String, netns: String },
     #[error(transparent)]
     Kernel(#[from] NetlinkError),
-    #[error("{name} exists and is a {kind} link, not a bridge")]
-    NotABridge { name: String, kind: String },
     #[error("the IPAM request thread failed")]
     IpamThread,
     #[error(transparent)]
@@ -178,8 +176,9 @@ fn netlink_code(e: &NetlinkError) -> ErrorCode {
         | NetlinkError::Socket(_)
         | NetlinkError::NetnsReturn { .. }
         | NetlinkError::Sysctl { .. } => ErrorCode::KERNEL,
-        NetlinkError::NetnsOpen { .. } if e.is_not_found() => ErrorCode::UNKNOWN_CONTAINER,
-        NetlinkError::NetnsOpen { .. } | NetlinkError::NotNetns { .. } => ErrorCode::INVALID_ENV,
+        // A pod's namespace is sorted out where it is opened
+        // (`PluginError::from_netns`); one reaching here is the node's own.
+        NetlinkError::NetnsOpen { .. } | NetlinkError::NotNetns { .. } => ErrorCode::KERNEL,
         NetlinkError::Decode(_) | NetlinkError::NetnsThread { .. } => ErrorCode::INTERNAL,
         NetlinkError::Invalid { .. } | NetlinkError::WrongKind { .. } => ErrorCode::INVALID_CONFIG,
         // Someone else's change raced ours: a retry starts afresh.
@@ -230,10 +229,9 @@ impl PluginError {
             Self::Daemon(e) => daemon_code(e),
             Self::NotReady(_) | Self::StatusUnanswered(_) => ErrorCode::NOT_AVAILABLE,
             Self::VerbNotInVersion { .. } => ErrorCode::INCOMPATIBLE_VERSION,
-            Self::MissingPrevResult { .. }
-            | Self::NoIpam
-            | Self::NoValidAttachments
-            | Self::NotABridge { .. } => ErrorCode::INVALID_CONFIG,
+            Self::MissingPrevResult { .. } | Self::NoIpam | Self::NoValidAttachments => {
+                ErrorCode::INVALID_CONFIG
+            }
             Self::NetnsMissing(_) => ErrorCode::UNKNOWN_CONTAINER,
             Self::NotNetns(_) | Self::NetnsIsNode(_) => ErrorCode::INVALID_ENV,
             Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
@@ -280,7 +278,7 @@ impl PluginError {
 /// above it already shows (a leaf error that prints its own source, such as
 /// `ip link add ...: File exists`) is left out, so `msg` and `details`
 /// never say the same thing twice.
-pub fn source_chain(e: &dyn std::error::Error) -> String {
+fn source_chain(e: &dyn std::error::Error) -> String {
     let mut shown = e.to_string();
     let mut chain: Vec<String> = Vec::new();
     let mut source = e.source();
@@ -354,20 +352,25 @@ mod tests {
             ),
             (
                 NetlinkError::NotNetns { path: path.clone() },
-                ErrorCode::INVALID_ENV,
-            ),
-            (
-                NetlinkError::NetnsOpen {
-                    path,
-                    source: std::io::Error::from(nix::errno::Errno::ENOENT),
-                },
-                ErrorCode::UNKNOWN_CONTAINER,
+                ErrorCode::KERNEL,
             ),
         ];
         for (e, want) in cases {
             let shown = e.to_string();
             assert_eq!(PluginError::Kernel(e).code(), want, "{shown}");
         }
+        // The pod's namespace, as it is opened: missing is an unknown
+        // container, not a namespace is bad input.
+        let gone = NetlinkError::NetnsOpen {
+            path: path.clone(),
+            source: std::io::Error::from(nix::errno::Errno::ENOENT),
+        };
+        assert_eq!(
+            PluginError::from_netns(gone).code(),
+            ErrorCode::UNKNOWN_CONTAINER
+        );
+        let fifo = NetlinkError::NotNetns { path };
+        assert_eq!(PluginError::from_netns(fifo).code(), ErrorCode::INVALID_ENV);
         assert_eq!(PluginError::IpamThread.code(), ErrorCode::INTERNAL);
         let vanished = NetlinkError::Vanished {
             what: "bridge podnet0".into(),

@@ -69,10 +69,21 @@ pub fn dispatch(
         // read is no reason to leave the pod's resources behind.
         Err(ConfigError::PrevResult(e)) if args.command == Command::Del => {
             tracing::warn!(error = %e, "DEL ignores an unreadable prevResult");
-            match without_prev_result(plugin, &args.stdin) {
+            match without_key(plugin, &args.stdin, "prevResult") {
                 Ok(c) => c,
                 Err(e) => return (Err(e.into()), None),
             }
+        }
+        // Nor is an ipam section this binary cannot read (a cached
+        // configuration of another version, say): the links go, and the
+        // section's error is still the answer, so the runtime retries.
+        Err(e) if args.command == Command::Del && e.in_ipam_section() => {
+            if let Ok(conf) = without_key(plugin, &args.stdin, "ipam") {
+                if let Err(links) = (plugin.del)(args, &conf) {
+                    tracing::warn!(error = %links, "DEL without the ipam section");
+                }
+            }
+            return (Err(e.into()), None);
         }
         Err(e) => return (Err(e.into()), None),
     };
@@ -112,11 +123,12 @@ fn run_verb(plugin: &Plugin, args: &CmdArgs, conf: &NetConf) -> Result<Reply, Pl
     }
 }
 
-fn without_prev_result(plugin: &Plugin, stdin: &[u8]) -> Result<NetConf, ConfigError> {
+/// The configuration read again without `key`.
+fn without_key(plugin: &Plugin, stdin: &[u8], key: &str) -> Result<NetConf, ConfigError> {
     let mut doc: serde_json::Value =
         serde_json::from_slice(stdin).map_err(ConfigError::Malformed)?;
     if let Some(obj) = doc.as_object_mut() {
-        obj.remove("prevResult");
+        obj.remove(key);
     }
     (plugin.parse)(doc.to_string().as_bytes())
 }

@@ -58,8 +58,6 @@ pub async fn run(
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
-                // Only a live watch delivers: the store answers.
-                backend.reach().reached();
                 synced |= apply_burst(&mut peers, ev, &mut rx);
             }
             _ = tick.tick() => {}

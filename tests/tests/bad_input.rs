@@ -327,6 +327,60 @@ fn late_failure_rolls_back_what_add_made() {
     );
 }
 
+/// What only ADD's IPAM reads never stands in DEL's way: a malformed
+/// `args.cni.ips` is not read at DEL, and an `ipam` section this binary
+/// refuses still lets DEL remove the links (its error is the answer, so
+/// the runtime retries).
+#[test]
+fn del_removes_what_it_can_past_what_only_add_reads() {
+    let node = TestNode::new(28);
+    let daemon = TestDaemon::start(&node.ns, DaemonOpts::default());
+    let conf = daemon.net_conf("1.0.0");
+    let held = |id: &str| {
+        daemon
+            .client()
+            .call(&podnet_ipam::proto::Request::Check {
+                key: podnet_ipam::AttachmentKey {
+                    container_id: id.into(),
+                    ifname: "eth0".into(),
+                },
+            })
+            .map(|r| !matches!(r, podnet_ipam::proto::Response::Unknown))
+            .unwrap()
+    };
+
+    let pod = TestNetns::new("pod");
+    node.add(&pod, "c1", &conf);
+    let mut bad_args = conf.clone();
+    bad_args["args"] = json!({"cni": {"ips": ["not-an-address"]}});
+    node.del(Some(&pod), "c1", &bad_args);
+    assert!(
+        node.host_veths().is_empty(),
+        "DEL left {:?}",
+        node.host_veths()
+    );
+    assert!(!held("c1"), "DEL left the address in podnetd");
+
+    let pod = TestNetns::new("pod");
+    node.add(&pod, "c2", &conf);
+    let mut bad_ipam = conf.clone();
+    bad_ipam["ipam"]["subnet"] = json!("10.0.0.0/8");
+    let out = node.podnet("DEL", "c2", Some(&path_str(pod.path())), &bad_ipam);
+    let err = out.err();
+    assert_eq!(err["code"], 2, "{err}");
+    assert!(
+        node.host_veths().is_empty(),
+        "DEL left {:?}",
+        node.host_veths()
+    );
+    assert!(!pod.link_names().contains(&"eth0".to_string()));
+    // The section's error is the answer: the runtime retries, with the
+    // configuration it can read, and the address comes back then.
+    assert!(held("c2"));
+    node.del(Some(&pod), "c2", &conf);
+    assert!(!held("c2"));
+}
+
 /// Arbitrary bytes on stdin: never a panic, always exactly one document.
 #[test]
 fn no_panic_on_any_input() {

@@ -128,6 +128,12 @@ impl<'a> Attempt<'a> {
         made.ipam_reservation = answer
             .as_ref()
             .map_or_else(PluginError::ipam_may_have_reserved, |_| true);
+        // The host end's name taken since `prepare`: a concurrent ADD of the
+        // same attachment, whose reservation (IPAM answers per attachment)
+        // this one must not release.
+        if matches!(wired, Err(PluginError::InterfaceExists { .. })) {
+            made.ipam_reservation = false;
+        }
         let answer = answer?;
         let wired = match wired? {
             Some(w) => w,
@@ -189,10 +195,12 @@ impl Attempt<'_> {
             return Ok(None);
         };
         if bridge.kind.as_deref() != Some("bridge") {
-            return Err(PluginError::NotABridge {
+            return Err(NetlinkError::WrongKind {
                 name: conf.bridge.to_string(),
                 kind: bridge.kind.unwrap_or_else(|| "plain".into()),
-            });
+                want: "bridge",
+            }
+            .into());
         }
         if !bridge.up {
             link::set_up(host_nl, bridge.index)?;

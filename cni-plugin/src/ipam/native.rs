@@ -47,7 +47,7 @@ pub fn start_add(
     let req = Request::Add {
         key: key(args),
         netns: args.netns.as_ref().map(|p| p.display().to_string()),
-        requested: conf.requested_ips(),
+        requested: conf.requested_ips()?,
     };
     let call = client(native).send(&req).map_err(PluginError::Daemon)?;
     Ok(PendingAdd {

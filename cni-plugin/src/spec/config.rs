@@ -85,11 +85,10 @@ pub struct NetConf {
     /// absent, null and `{}` are `None`.
     pub prev_result: Option<CniResult>,
     pub runtime_config: RuntimeConfig,
-    /// `args.cni.ips` (CONVENTIONS), parsed; see [`NetConf::requested_ips`].
-    pub args_ips: Vec<IpAddr>,
     /// `cni.dev/valid-attachments` (GC only). `Some(vec![])` means "nothing is valid".
     pub valid_attachments: Option<Vec<Attachment>>,
-    /// The whole input document, untouched (for delegating to IPAM plugins).
+    /// The whole input document, untouched (conventions read where they
+    /// are used, such as `args.cni.ips`).
     pub raw: Value,
 }
 
@@ -117,6 +116,21 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Whether the error is in the `ipam` section, which DEL can do without.
+    pub fn in_ipam_section(&self) -> bool {
+        match self {
+            Self::IpamUnsupportedField { .. } => true,
+            Self::InvalidField { field, .. } => field == "ipam" || field.starts_with("ipam."),
+            Self::Malformed(_)
+            | Self::NotAnObject
+            | Self::MissingVersion
+            | Self::UnknownVersion(_)
+            | Self::MissingField(_)
+            | Self::UnsupportedField { .. }
+            | Self::PrevResult(_) => false,
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             ConfigError::Malformed(_) | ConfigError::NotAnObject => ErrorCode::DECODE,
@@ -232,9 +246,10 @@ impl NetConf {
         } else {
             OwnSettings::default_for_ipam()?
         };
-        let ipam = match object(obj, "ipam")? {
+        let ipam = match present(obj, "ipam") {
             None => None,
-            Some(o) => Some(parse_ipam(o, own)?),
+            Some(section @ Value::Object(o)) => Some(parse_ipam(section, o, own)?),
+            Some(v) => return Err(not_an_object("ipam", v)),
         };
         let dns = match present(obj, "dns") {
             None => None,
@@ -244,21 +259,21 @@ impl NetConf {
             }
             Some(v) => return Err(not_an_object("dns", v)),
         };
-        let prev_result = match object(obj, "prevResult")? {
-            Some(o) if !o.is_empty() => Some(
-                CniResult::from_json(&Value::Object(o.clone()), cni_version)
-                    .map_err(ConfigError::PrevResult)?,
-            ),
-            _ => None,
+        let prev_result = match present(obj, "prevResult") {
+            None => None,
+            Some(Value::Object(o)) if o.is_empty() => None,
+            Some(v @ Value::Object(_)) => {
+                Some(CniResult::from_json(v, cni_version).map_err(ConfigError::PrevResult)?)
+            }
+            Some(v) => return Err(not_an_object("prevResult", v)),
         };
         let runtime_config = match object(obj, "runtimeConfig")? {
             None => RuntimeConfig::default(),
             Some(o) => parse_runtime_config(o)?,
         };
-        let args_ips = match object(obj, "args")? {
-            None => Vec::new(),
-            Some(o) => parse_args_ips(o)?,
-        };
+        // `args` is read where it is used (`requested_ips`): a value only
+        // ADD's IPAM needs must not stand in the way of DEL.
+        object(obj, "args")?;
         let valid_attachments = parse_valid_attachments(obj)?;
         Ok(NetConf {
             cni_version,
@@ -271,7 +286,6 @@ impl NetConf {
             dns,
             prev_result,
             runtime_config,
-            args_ips,
             valid_attachments,
             raw,
         })
@@ -279,14 +293,14 @@ impl NetConf {
 
     /// Static addresses asked for: the `ips` capability first, then the
     /// CONVENTIONS' `args.cni.ips`, each address once.
-    pub fn requested_ips(&self) -> Vec<IpAddr> {
+    pub fn requested_ips(&self) -> Result<Vec<IpAddr>, ConfigError> {
         let mut ips: Vec<IpAddr> = self.runtime_config.ips.iter().map(|n| n.ip()).collect();
-        for ip in &self.args_ips {
-            if !ips.contains(ip) {
-                ips.push(*ip);
+        for ip in parse_args_ips(&self.raw)? {
+            if !ips.contains(&ip) {
+                ips.push(ip);
             }
         }
-        ips
+        Ok(ips)
     }
 }
 
@@ -397,7 +411,7 @@ fn not_an_object(key: &str, v: &Value) -> ConfigError {
 
 /// The section is podnet-ipam's own when podnet-ipam reads it (`own` is
 /// false), whatever name its binary was installed under.
-fn parse_ipam(o: &Map<String, Value>, own: bool) -> Result<IpamConf, ConfigError> {
+fn parse_ipam(section: &Value, o: &Map<String, Value>, own: bool) -> Result<IpamConf, ConfigError> {
     let t = required_string(o, "type").map_err(|_| {
         invalid(
             "ipam.type",
@@ -405,11 +419,10 @@ fn parse_ipam(o: &Map<String, Value>, own: bool) -> Result<IpamConf, ConfigError
         )
     })?;
     check_plugin_type("ipam.type", &t)?;
-    let section = Value::Object(o.clone());
     if own {
-        IpamConf::parse(t, &section)
+        IpamConf::parse(t, section)
     } else {
-        IpamConf::parse_native(t, &section)
+        IpamConf::parse_native(t, section)
     }
 }
 

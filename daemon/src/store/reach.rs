@@ -1,7 +1,8 @@
 //! Whether the cluster store answers, as last seen. The backends mark it
-//! lost where their watch breaks; the reconciler marks it reached when the
-//! watch delivers again, and `agent` probes while it is lost, since a
-//! watch that resumes quietly (no change meanwhile) delivers nothing.
+//! lost where their watch breaks and reached where it delivers again (not
+//! where its events are consumed: events queued before a break would mark
+//! a lost store reached); `agent` probes while it is lost, since a watch
+//! that resumes quietly (no change meanwhile) delivers nothing.
 
 use std::sync::{Arc, Mutex, PoisonError};
 

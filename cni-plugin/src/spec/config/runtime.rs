@@ -44,16 +44,18 @@ fn parse_mac(field: &str, text: &str) -> Result<MacAddr, ConfigError> {
     Ok(mac)
 }
 
-/// `args.cni.ips` (CONVENTIONS): addresses, with or without a prefix length.
-pub(super) fn parse_args_ips(args: &Map<String, Value>) -> Result<Vec<IpAddr>, ConfigError> {
-    let Some(list) = args.get("cni").and_then(|c| c.get("ips")) else {
-        return Ok(Vec::new());
-    };
-    let Value::Array(list) = list else {
-        return Err(invalid(
-            "args.cni.ips",
-            format!("must be an array of addresses, got {}", show(list)),
-        ));
+/// `args.cni.ips` (CONVENTIONS) in the configuration `doc`: addresses,
+/// with or without a prefix length. Absent or null: none.
+pub(super) fn parse_args_ips(doc: &Value) -> Result<Vec<IpAddr>, ConfigError> {
+    let list = match doc.pointer("/args/cni/ips") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(invalid(
+                "args.cni.ips",
+                format!("must be an array of addresses, got {}", show(other)),
+            ))
+        }
     };
     list.iter()
         .enumerate()

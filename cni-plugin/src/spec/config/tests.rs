@@ -105,7 +105,7 @@ fn full_config() {
         }
     );
     assert_eq!(
-        c.requested_ips(),
+        c.requested_ips().unwrap(),
         vec![ip("10.244.1.9"), ip("fd00::9"), ip("10.244.1.10")]
     );
     assert_eq!(c.raw, doc);

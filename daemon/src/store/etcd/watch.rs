@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use super::{warn_corrupt, EtcdBackend, Inner, BACKOFF_MAX, BACKOFF_MIN};
 use crate::retry::Backoff;
 use crate::store::StoreEvent;
+use crate::store::StoreReach;
 
 impl EtcdBackend {
     /// Sends a `Resync` of every node, then every change, until `tx` is
@@ -18,7 +19,7 @@ impl EtcdBackend {
         loop {
             let interrupted = tokio::select! {
                 () = tx.closed() => return,
-                interrupted = self.inner.watch_once(&tx, &mut backoff) => interrupted,
+                interrupted = self.inner.watch_once(&tx, &mut backoff, &self.reach) => interrupted,
             };
             let Some(reason) = interrupted else { return };
             self.reach.lost(&reason);
@@ -44,11 +45,13 @@ impl Inner {
         &self,
         tx: &mpsc::Sender<StoreEvent>,
         backoff: &mut Backoff,
+        reach: &StoreReach,
     ) -> Option<String> {
         let (records, revision) = match self.list_at().await {
             Ok(listed) => listed,
             Err(err) => return Some(format!("list failed: {err}")),
         };
+        reach.reached();
         tx.send(StoreEvent::Resync(records)).await.ok()?;
         let prefix = self.nodes_prefix();
         let options = WatchOptions::new()

@@ -29,6 +29,7 @@ impl KubeBackend {
                 match item {
                     Some(Ok(event)) => {
                         retry.reset();
+                        self.reach.reached();
                         if let Some(event) = state.apply(event) {
                             if tx.send(event).await.is_err() {
                                 return;
