@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bins;
+pub mod bridged;
 mod cbuild;
 pub mod churn;
 pub mod cleanup;

@@ -1,0 +1,200 @@
+//! [`PolicyTable`]: the ruleset last applied, and keeping the kernel's
+//! table in step with it.
+
+use super::layout::{Layout, PodChain};
+use super::{render, table, BRIDGE_NF_KEYS};
+use crate::kernel::nft::{list_rules, ListedRule, NftError, Transaction};
+use crate::kernel::sysctl;
+use crate::policy::{PodRef, PolicyRef, PolicyType, Ruleset};
+
+/// podnet's policy table in the calling thread's network namespace, and
+/// the ruleset it holds. Every method works in the namespace of the
+/// thread calling it: call them all from the node's namespace.
+#[derive(Debug, Default)]
+pub struct PolicyTable {
+    /// What the kernel holds, as far as podnet knows: `None` before the
+    /// first apply and after a failure that leaves it unknown.
+    applied: Option<(Ruleset, Layout)>,
+}
+
+/// What [`PolicyTable::apply`] did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The ruleset was the one applied: no message sent.
+    Unchanged,
+    /// The changes only, in one transaction of `messages` messages.
+    Changed { messages: usize },
+    /// The whole table replaced: the first apply, a resync, or after the
+    /// diff failed (`diff_error`, e.g. the table changed behind podnet).
+    Replaced {
+        messages: usize,
+        diff_error: Option<NftError>,
+    },
+}
+
+/// Packets and bytes a rule's counter saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The counters of one pod's chain in one direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodCounters {
+    pub pod: PodRef,
+    pub direction: PolicyType,
+    pub chain: String,
+    /// Each allow rule's policies and what it let through, in chain order
+    /// (an allow may be several rules: one per port and IP version).
+    pub allowed: Vec<(Vec<PolicyRef>, Counter)>,
+    /// New connections no allow matched.
+    pub dropped: Counter,
+}
+
+impl PolicyTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The ruleset the kernel holds, as far as podnet knows.
+    pub fn applied(&self) -> Option<&Ruleset> {
+        self.applied.as_ref().map(|(r, _)| r)
+    }
+
+    /// Makes the kernel hold `new`: only the changes when a ruleset was
+    /// applied before, else (and when the changes fail) the whole table.
+    pub fn apply(&mut self, new: Ruleset) -> Result<Applied, NftError> {
+        let t = table();
+        let layout = Layout::new(&new, &t);
+        let Some((_, old)) = &self.applied else {
+            return self.replace(new, layout, None);
+        };
+        let Some(tx) = render::diff(old, &layout, &t) else {
+            self.applied = Some((new, layout));
+            return Ok(Applied::Unchanged);
+        };
+        let messages = tx.len();
+        match tx.commit() {
+            Ok(()) => {
+                self.applied = Some((new, layout));
+                Ok(Applied::Changed { messages })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy diff failed, replacing the table");
+                self.replace(new, layout, Some(e))
+            }
+        }
+    }
+
+    /// Replaces the whole table with the ruleset last applied, removing
+    /// whatever else crept in, and sets bridge netfilter again. Nothing
+    /// to do before the first apply.
+    pub fn resync(&mut self) -> Result<Applied, NftError> {
+        match self.applied.take() {
+            Some((ruleset, layout)) => self.replace(ruleset, layout, None),
+            None => Ok(Applied::Unchanged),
+        }
+    }
+
+    /// Deletes the table (uninstall). Returns whether it was there. The
+    /// bridge netfilter sysctls stay: kube-proxy needs them as well, and
+    /// what they were before podnet is not known.
+    ///
+    /// Equivalent to `nft delete table inet podnet-policy`.
+    pub fn remove(&mut self) -> Result<bool, NftError> {
+        self.applied = None;
+        let mut tx = Transaction::new();
+        tx.delete_table(&table());
+        match tx.commit() {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn replace(
+        &mut self,
+        ruleset: Ruleset,
+        layout: Layout,
+        diff_error: Option<NftError>,
+    ) -> Result<Applied, NftError> {
+        self.applied = None;
+        ensure_bridge_netfilter()?;
+        let tx = render::full(&layout, &table());
+        let messages = tx.len();
+        tx.commit()?;
+        self.applied = Some((ruleset, layout));
+        Ok(Applied::Replaced {
+            messages,
+            diff_error,
+        })
+    }
+
+    /// Every pod chain's counters, read back from the kernel: what each
+    /// policy allowed and what each pod's isolation dropped. A chain whose
+    /// rules are not the ones podnet wrote is an error (a resync mends it).
+    /// A full replace starts every counter again from zero, as a restart
+    /// would: readers treat a smaller value as a reset.
+    ///
+    /// Equivalent to `nft -a list chain inet podnet-policy CHAIN` for each.
+    pub fn counters(&self) -> Result<Vec<PodCounters>, NftError> {
+        let Some((_, layout)) = &self.applied else {
+            return Ok(Vec::new());
+        };
+        let t = table();
+        let mut out = Vec::with_capacity(layout.chains.len());
+        for (name, chain) in &layout.chains {
+            let listed = list_rules(&t, name)?;
+            if !same_rules(chain, &listed) {
+                return Err(NftError::Decode {
+                    op: format!("nft -a list chain {} {name}", t.describe()),
+                    reason: "not the rules podnet wrote".into(),
+                });
+            }
+            let mut pod = PodCounters {
+                pod: chain.pod.clone(),
+                direction: chain.direction,
+                chain: name.clone(),
+                allowed: Vec::new(),
+                dropped: Counter::default(),
+            };
+            for (rule, listed) in chain.rules.iter().zip(&listed) {
+                let (packets, bytes) = listed.counter().unwrap_or_default();
+                let c = Counter { packets, bytes };
+                if rule.policies.is_empty() {
+                    pod.dropped = c;
+                } else {
+                    pod.allowed.push((rule.policies.clone(), c));
+                }
+            }
+            out.push(pod);
+        }
+        Ok(out)
+    }
+}
+
+/// The listed rules are the chain's as written, told by their comments
+/// (which the kernel keeps cut to 254 bytes).
+fn same_rules(chain: &PodChain, listed: &[ListedRule]) -> bool {
+    listed.len() == chain.rules.len()
+        && chain.rules.iter().zip(listed).all(|(w, l)| {
+            match (w.rule.comment.as_deref(), l.comment.as_deref()) {
+                (Some(w), Some(l)) => w.starts_with(l),
+                (None, None) => true,
+                _ => false,
+            }
+        })
+}
+
+/// Sets `net/bridge/bridge-nf-call-iptables` and `-ip6tables` to 1 in the
+/// calling thread's namespace (per namespace on current kernels), so that
+/// pod-to-pod traffic crossing the node's bridge reaches the forward hook.
+/// Fails when bridge netfilter is not in the kernel (`br_netfilter` not
+/// loaded): policy between pods of one node could not be enforced.
+pub fn ensure_bridge_netfilter() -> Result<(), NftError> {
+    for key in BRIDGE_NF_KEYS {
+        sysctl::ensure(key, "1").map_err(NftError::Netlink)?;
+    }
+    Ok(())
+}
