@@ -249,7 +249,10 @@ impl PluginError {
     /// The error reply's `details`: the causes behind the message.
     pub fn details(&self) -> String {
         match self {
-            Self::Ipam(e) if !e.details().is_empty() => e.details(),
+            Self::Ipam(e) => match e.details() {
+                d if d.is_empty() => source_chain(self),
+                d => d,
+            },
             Self::RolledBackBadly { error, cleanup } => {
                 let rollback = format!("rolling back left something behind: {}", join(cleanup));
                 match error.details() {

@@ -108,6 +108,18 @@ pub enum Data {
     Verdict(Verdict),
 }
 
+/// `from_raw` for a fieldless enum whose discriminants are the uapi's
+/// values: the variant of value `v`, when podnet knows one.
+macro_rules! from_raw {
+    ($ty:ident: $($variant:ident),+) => {
+        impl $ty {
+            fn from_raw(v: u32) -> Option<Self> {
+                [$(Self::$variant),+].into_iter().find(|x| *x as u32 == v)
+            }
+        }
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Eq = 0,
@@ -118,20 +130,7 @@ pub enum CmpOp {
     Gte = 5,
 }
 
-impl CmpOp {
-    fn from_raw(v: u32) -> Option<Self> {
-        [
-            Self::Eq,
-            Self::Neq,
-            Self::Lt,
-            Self::Lte,
-            Self::Gt,
-            Self::Gte,
-        ]
-        .into_iter()
-        .find(|op| *op as u32 == v)
-    }
-}
+from_raw!(CmpOp: Eq, Neq, Lt, Lte, Gt, Gte);
 
 /// Packet metadata a rule can load (`enum nft_meta_keys`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,16 +146,7 @@ pub enum MetaKey {
     L4Proto = 16,
 }
 
-impl MetaKey {
-    fn from_raw(v: u32) -> Option<Self> {
-        use MetaKey::*;
-        [
-            Len, Protocol, Mark, Iif, Oif, IifName, OifName, NfProto, L4Proto,
-        ]
-        .into_iter()
-        .find(|k| *k as u32 == v)
-    }
-}
+from_raw!(MetaKey: Len, Protocol, Mark, Iif, Oif, IifName, OifName, NfProto, L4Proto);
 
 /// Where a payload offset counts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,13 +156,7 @@ pub enum PayloadBase {
     Transport = 2,
 }
 
-impl PayloadBase {
-    fn from_raw(v: u32) -> Option<Self> {
-        [Self::Link, Self::Network, Self::Transport]
-            .into_iter()
-            .find(|b| *b as u32 == v)
-    }
-}
+from_raw!(PayloadBase: Link, Network, Transport);
 
 /// Connection tracking keys (`enum nft_ct_keys`), the ones podnet reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,13 +166,7 @@ pub enum CtKey {
     Mark = 3,
 }
 
-impl CtKey {
-    fn from_raw(v: u32) -> Option<Self> {
-        [Self::State, Self::Status, Self::Mark]
-            .into_iter()
-            .find(|k| *k as u32 == v)
-    }
-}
+from_raw!(CtKey: State, Status, Mark);
 
 /// One expression of a rule, as the kernel knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
