@@ -135,6 +135,25 @@ impl CmdArgs {
     pub fn ifname(&self) -> &str {
         self.ifname.as_ref().map(|i| i.as_str()).unwrap_or_default()
     }
+
+    /// The Kubernetes pod, from `K8S_POD_NAMESPACE` and `K8S_POD_NAME` in
+    /// `CNI_ARGS` (`K1=V1;K2=V2`, as the kubelet's runtime passes them);
+    /// `None` unless both are there. podnetd checks the names.
+    pub fn pod(&self) -> Option<podnet_ipam::proto::PodName> {
+        let pairs = self.cni_args.as_deref()?;
+        let value = |key: &str| {
+            pairs
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Some(podnet_ipam::proto::PodName {
+            namespace: value("K8S_POD_NAMESPACE")?,
+            name: value("K8S_POD_NAME")?,
+        })
+    }
 }
 
 fn valid_container_id(id: &str) -> bool {
@@ -160,6 +179,33 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "required environment variables missing: CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_PATH"
+        );
+    }
+
+    #[test]
+    fn the_pod_comes_from_cni_args_when_both_names_are_there() {
+        let with = |cni_args: &str| {
+            CmdArgs::from_env(env(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", "abc"),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_PATH", "/opt/cni/bin"),
+                ("CNI_ARGS", cni_args),
+            ]))
+            .unwrap()
+            .pod()
+            .map(|p| p.to_string())
+        };
+        // containerd's order and keys.
+        assert_eq!(
+            with("K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1;IgnoreUnknown=1;K8S_POD_NAMESPACE=x;K8S_POD_NAME=a-1"),
+            Some("x/a-1".into())
+        );
+        assert_eq!(with("K8S_POD_NAME=a"), None);
+        assert_eq!(with("K8S_POD_NAMESPACE=x;K8S_POD_NAME="), None);
+        assert_eq!(
+            with("garbage;K8S_POD_NAMESPACE=x;K8S_POD_NAME=b"),
+            Some("x/b".into())
         );
     }
 

@@ -152,6 +152,13 @@ fn daemon_code(e: &podnet_ipam::client::ClientError) -> ErrorCode {
         | C::Interrupted { .. }
         | C::Daemon {
             kind: K::NotReady, ..
+        }
+        // The pod's policy could not be put in place yet (labels not
+        // readable, policies not read yet): starting it later is safe,
+        // starting it unprotected is not.
+        | C::Daemon {
+            kind: K::PolicyUnresolved,
+            ..
         } => ErrorCode::TRY_AGAIN_LATER,
         C::Daemon {
             kind: K::InvalidRequest,

@@ -32,8 +32,32 @@ enum Command {
         #[arg(long, env = "PODNET_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
         cni_bin_dir: PathBuf,
     },
-    /// List this node's allocations and pool use.
+    /// List this node's allocations and pool use, and each pod's
+    /// NetworkPolicy state.
     List {
+        /// The daemon's IPAM socket.
+        #[arg(long, default_value = podnet_ipam::proto::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Ask the running daemon about NetworkPolicy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// May pod FROM open a connection to pod TO on PORT? ALLOW or DENY,
+    /// and the policies that decide it (as this node enforces them).
+    Explain {
+        /// NAMESPACE/POD
+        #[arg(long, value_parser = crate::admin::parse_pod)]
+        from: podnet_ipam::proto::PodName,
+        /// NAMESPACE/POD
+        #[arg(long, value_parser = crate::admin::parse_pod)]
+        to: podnet_ipam::proto::PodName,
+        /// PORT/PROTOCOL (`80/TCP`; the protocol defaults to TCP).
+        #[arg(long, value_parser = crate::admin::parse_port)]
+        port: (u16, String),
         /// The daemon's IPAM socket.
         #[arg(long, default_value = podnet_ipam::proto::DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -50,6 +74,12 @@ pub fn main() -> ExitCode {
             }
         }),
         Command::List { socket } => crate::admin::list(&socket).map(|text| print!("{text}")),
+        Command::Policy(PolicyCommand::Explain {
+            from,
+            to,
+            port,
+            socket,
+        }) => crate::admin::explain(&socket, from, to, port).map(|text| print!("{text}")),
         Command::Run(config) => run(*config),
         Command::Uninstall(config) => uninstall(&config),
     };

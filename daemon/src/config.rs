@@ -121,7 +121,14 @@ pub struct DaemonConfig {
     #[arg(long, env = "PODNET_MASQUERADE", default_value_t = true, action = clap::ArgAction::Set)]
     pub masquerade: bool,
 
-    /// Seconds between full route resyncs (events apply at once anyway).
+    /// Enforce Kubernetes NetworkPolicy on this node's pods (with `--store
+    /// kubernetes`, the only store that has policies). `false` removes
+    /// podnet's policy table at start.
+    #[arg(long, env = "PODNET_NETWORK_POLICY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub network_policy: bool,
+
+    /// Seconds between full route and policy resyncs (events apply at
+    /// once anyway).
     #[arg(long, env = "PODNET_RESYNC_INTERVAL", default_value_t = 30)]
     pub resync_interval_secs: u64,
 

@@ -13,6 +13,7 @@ pub mod follow;
 pub mod http;
 pub mod kernel;
 pub mod metrics;
+pub mod netpol;
 pub mod node_setup;
 pub mod nodenet;
 pub mod policy;

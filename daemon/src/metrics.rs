@@ -85,6 +85,8 @@ pub struct Metrics {
     pub plugin_del: Histogram,
     pub plugin_add_errors: Counter,
     pub plugin_del_errors: Counter,
+    /// NetworkPolicy's (`crate::netpol`).
+    pub policy: crate::netpol::PolicyMetrics,
     pool: PoolGauges,
     /// The pool gauges are set from the database at each scrape: two
     /// scrapes at once must not encode each other's half-set families.
@@ -126,6 +128,7 @@ impl Metrics {
             reconcile.clone(),
         );
         let (plugin_add, plugin_del, plugin_add_errors, plugin_del_errors) = register_cni(&mut r.0);
+        let policy = crate::netpol::PolicyMetrics::register(&mut r.0);
         Self {
             registry: r.0,
             allocations,
@@ -143,6 +146,7 @@ impl Metrics {
             plugin_del,
             plugin_add_errors,
             plugin_del_errors,
+            policy,
             pool,
             scrape: Mutex::new(()),
         }

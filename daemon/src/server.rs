@@ -14,6 +14,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::DaemonError;
+use crate::netpol::PolicyAgent;
 use crate::service::Service;
 
 /// A request line longer than this is not one of ours.
@@ -105,6 +106,7 @@ pub fn bind_ipam_socket(path: &Path) -> Result<UnixListener, DaemonError> {
 pub async fn serve_ipam<S: PoolStore + 'static>(
     listener: UnixListener,
     svc: Arc<Service<S>>,
+    policy: Option<Arc<PolicyAgent>>,
     budget: usize,
 ) {
     let places = Arc::new(tokio::sync::Semaphore::new(budget));
@@ -114,9 +116,9 @@ pub async fn serve_ipam<S: PoolStore + 'static>(
         };
         match listener.accept().await {
             Ok((stream, _)) => {
-                let svc = svc.clone();
+                let (svc, policy) = (svc.clone(), policy.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, svc).await {
+                    if let Err(e) = handle(stream, svc, policy).await {
                         tracing::debug!(error = %e, "IPAM connection ended early");
                     }
                     drop(place);
@@ -133,6 +135,7 @@ pub async fn serve_ipam<S: PoolStore + 'static>(
 async fn handle<S: PoolStore + 'static>(
     stream: UnixStream,
     svc: Arc<Service<S>>,
+    policy: Option<Arc<PolicyAgent>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -141,12 +144,10 @@ async fn handle<S: PoolStore + 'static>(
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request in time"))??;
     let response = match Request::decode(line.as_bytes()) {
-        Ok(req) => tokio::task::spawn_blocking(move || svc.handle(req))
-            .await
-            .unwrap_or_else(|e| Response::Error {
-                kind: ErrorKind::Internal,
-                message: format!("request handler failed: {e}"),
-            }),
+        Ok(req) => match policy {
+            Some(agent) => with_policy(req, svc, agent).await,
+            None => serve(svc, req).await,
+        },
         Err(message) => Response::Error {
             kind: ErrorKind::InvalidRequest,
             message,
@@ -156,4 +157,76 @@ async fn handle<S: PoolStore + 'static>(
     out.push(b'\n');
     write.write_all(&out).await?;
     write.shutdown().await
+}
+
+/// The IPAM service's answer, from tokio's blocking pool.
+async fn serve<S: PoolStore + 'static>(svc: Arc<Service<S>>, req: Request) -> Response {
+    tokio::task::spawn_blocking(move || svc.handle(req))
+        .await
+        .unwrap_or_else(|e| Response::Error {
+            kind: ErrorKind::Internal,
+            message: format!("request handler failed: {e}"),
+        })
+}
+
+/// A request on a node that enforces NetworkPolicy: a pod's ADD is
+/// answered once its rules are in the kernel (and refused, its address
+/// released, when they cannot be put there); releases are forgotten by
+/// the policy agent; policy questions go to it.
+async fn with_policy<S: PoolStore + 'static>(
+    req: Request,
+    svc: Arc<Service<S>>,
+    agent: Arc<PolicyAgent>,
+) -> Response {
+    match req {
+        Request::Add {
+            pod: Some(ref pod),
+            ref key,
+            ..
+        } => {
+            let (pod, key) = (pod.clone(), key.clone());
+            let answer = serve(svc.clone(), req).await;
+            let Response::Allocated { allocation } = &answer else {
+                return answer;
+            };
+            let ips = allocation.ips.iter().map(|n| n.ip()).collect();
+            match agent.admit(&pod, &key, ips).await {
+                Ok(()) => answer,
+                Err(e) => {
+                    agent.forget(&key);
+                    svc.metrics.policy.refused.inc();
+                    let message = format!("pod {pod} not started: {}", crate::netpol::describe(&e));
+                    tracing::warn!(%message, "ADD refused");
+                    // The address goes back: the runtime may retry.
+                    let _ = serve(svc, Request::Del { key }).await;
+                    Response::Error {
+                        kind: ErrorKind::PolicyUnresolved,
+                        message,
+                    }
+                }
+            }
+        }
+        Request::Del { ref key } => {
+            let key = key.clone();
+            let answer = serve(svc, req).await;
+            agent.forget(&key);
+            answer
+        }
+        Request::Gc { .. } => {
+            let answer = serve(svc, req).await;
+            if let Response::Collected { released } = &answer {
+                released.iter().for_each(|a| agent.forget(&a.key));
+            }
+            answer
+        }
+        Request::PolicyExplain { .. } | Request::PolicyState => {
+            tokio::task::spawn_blocking(move || crate::netpol::answer(&agent, &req))
+                .await
+                .unwrap_or_else(|e| Response::Error {
+                    kind: ErrorKind::Internal,
+                    message: format!("policy question failed: {e}"),
+                })
+        }
+        other => serve(svc, other).await,
+    }
 }

@@ -120,6 +120,7 @@ impl<S: PoolStore> Service<S> {
                 key,
                 netns,
                 requested,
+                pod: _,
             } => match self.pool.allocate(&AllocateRequest {
                 key,
                 netns,
@@ -176,6 +177,11 @@ impl<S: PoolStore> Service<S> {
                 }
                 Response::Noted
             }
+            // The server answers these from the policy agent.
+            Request::PolicyExplain { .. } | Request::PolicyState => Response::Error {
+                kind: ErrorKind::InvalidRequest,
+                message: crate::netpol::NOT_ENFORCED.into(),
+            },
             Request::List => match (self.pool.list(), self.pool.usage()) {
                 (Ok(allocations), Ok(usage)) => Response::Listing {
                     node: self.node.clone(),

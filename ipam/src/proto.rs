@@ -23,6 +23,11 @@ pub enum Request {
         netns: Option<String>,
         /// Static addresses asked for (CNI `ips` capability).
         requested: Vec<IpAddr>,
+        /// The Kubernetes pod the attachment is for (`K8S_POD_NAMESPACE`
+        /// and `K8S_POD_NAME` in `CNI_ARGS`): podnetd places it under
+        /// NetworkPolicy before it answers. Absent outside Kubernetes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod: Option<PodName>,
     },
     /// Releases an attachment's addresses; an unknown key is success.
     Del { key: AttachmentKey },
@@ -36,6 +41,17 @@ pub enum Request {
     List,
     /// The plugin's own measure of an ADD or DEL, for the daemon's metrics.
     Report { verb: String, micros: u64, ok: bool },
+    /// NetworkPolicy's answer for a new connection from one pod to another
+    /// (`podnetd policy explain`).
+    PolicyExplain {
+        from: PodName,
+        to: PodName,
+        port: u16,
+        /// `TCP`, `UDP` or `SCTP`.
+        protocol: String,
+    },
+    /// Each of this node's pods' policy state (`podnetd list`).
+    PolicyState,
 }
 
 impl Request {
@@ -49,11 +65,68 @@ impl Request {
                 std::slice::from_ref(key)
             }
             Request::Gc { valid } => valid,
-            Request::Status | Request::List | Request::Report { .. } => &[],
+            Request::Status
+            | Request::List
+            | Request::Report { .. }
+            | Request::PolicyExplain { .. }
+            | Request::PolicyState => &[],
         };
         keys.iter().try_for_each(AttachmentKey::validate)?;
+        if let Request::Add { pod: Some(pod), .. } = &req {
+            pod.validate()?;
+        }
         Ok(req)
     }
+}
+
+/// A pod's namespace and name, as the runtime passed them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PodName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PodName {
+    /// Longest namespace (a DNS label) and pod name (a DNS subdomain) the
+    /// API server accepts.
+    const MAX_NAMESPACE: usize = 63;
+    const MAX_NAME: usize = 253;
+
+    /// Both are names the API server could hold: lower-case alphanumerics,
+    /// `-` and (in the name) `.`, starting and ending alphanumeric.
+    pub fn validate(&self) -> Result<(), String> {
+        let fits = |s: &str, max: usize, dot: bool| {
+            let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+            !s.is_empty()
+                && s.len() <= max
+                && s.starts_with(alnum)
+                && s.ends_with(alnum)
+                && s.chars().all(|c| alnum(c) || c == '-' || (dot && c == '.'))
+        };
+        if !fits(&self.namespace, Self::MAX_NAMESPACE, false) {
+            return Err(format!(
+                "pod namespace {:?} is not a Kubernetes namespace name",
+                clip(&self.namespace)
+            ));
+        }
+        if !fits(&self.name, Self::MAX_NAME, true) {
+            return Err(format!(
+                "pod name {:?} is not a Kubernetes pod name",
+                clip(&self.name)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for PodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// Adjacently tagged: an internally tagged enum is buffered by serde,
@@ -86,6 +159,11 @@ pub enum Response {
         allocations: Vec<Allocation>,
         usage: Vec<RangeUsage>,
     },
+    /// An answer about NetworkPolicy, in podnetd's own JSON (the
+    /// daemon's policy types are not this crate's).
+    Policy {
+        report: serde_json::Value,
+    },
     Error {
         kind: ErrorKind,
         message: String,
@@ -105,11 +183,42 @@ pub enum ErrorKind {
     NotReady,
     /// Storage or another internal failure.
     Internal,
+    /// The pod's NetworkPolicy could not be decided or installed (its
+    /// labels unknown, the policies not yet read, the kernel refusing):
+    /// the pod would run unprotected, so it is not started.
+    PolicyUnresolved,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_refuses_a_pod_name_the_api_server_could_not_hold() {
+        let add = |pod: &str| {
+            Request::decode(
+                format!(r#"{{"op":"add","key":{{"container_id":"c1","ifname":"eth0"}},"netns":null,"requested":[],"pod":{pod}}}"#)
+                    .as_bytes(),
+            )
+        };
+        assert!(add(r#"{"namespace":"x","name":"web-1.a"}"#).is_ok());
+        assert!(add("null").is_ok());
+        for bad in [
+            r#"{"namespace":"X","name":"a"}"#,
+            r#"{"namespace":"x.y","name":"a"}"#,
+            r#"{"namespace":"x","name":"../a"}"#,
+            r#"{"namespace":"x","name":""}"#,
+            r#"{"namespace":"x","name":"a-"}"#,
+        ] {
+            assert!(add(bad).is_err(), "{bad}");
+        }
+        // A plugin that predates the field is still served.
+        let old = br#"{"op":"add","key":{"container_id":"c1","ifname":"eth0"},"netns":null,"requested":[]}"#;
+        assert!(matches!(
+            Request::decode(old),
+            Ok(Request::Add { pod: None, .. })
+        ));
+    }
 
     #[test]
     fn decode_refuses_any_bad_key_even_inside_a_gc_list() {

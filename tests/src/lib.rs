@@ -20,6 +20,7 @@ pub mod node;
 pub mod null_cni;
 pub mod pause;
 pub mod plugin;
+pub mod reach;
 pub mod routed;
 
 /// Root-only tests call this first: they fail loudly, never pass silently,

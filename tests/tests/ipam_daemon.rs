@@ -349,6 +349,10 @@ fn admin_list_shows_allocations_and_pool_use() {
     assert!(text.contains("listed"), "{text}");
     assert!(text.contains(&v4_of(&r)), "{text}");
     assert!(text.contains("1 of      253 used"), "{text}");
+    assert!(
+        text.contains("NetworkPolicy is not enforced on this node"),
+        "{text}"
+    );
     node.del(Some(&pod), "listed", &conf);
 }
 
@@ -478,6 +482,7 @@ fn the_daemon_refuses_keys_no_plugin_would_send() {
                 key: bad.clone(),
                 netns: None,
                 requested: Vec::new(),
+                pod: None,
             },
             Request::Del { key: bad.clone() },
             Request::Gc {
@@ -666,6 +671,7 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
             },
             netns: None,
             requested: Vec::new(),
+            pod: None,
         };
         asked += 1;
         match daemon.client().call(&req) {

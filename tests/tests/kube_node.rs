@@ -3,7 +3,7 @@
 //! own Node when the Node is registered again with a new podCIDR, and its
 //! peers' routes catch up within a second of an API outage's end.
 
-// Shared with kube_store, which uses all of it.
+// Shared with kube_store and netpol.
 #[allow(dead_code)]
 #[path = "kube_store/fake_api.rs"]
 mod fake_api;

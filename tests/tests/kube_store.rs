@@ -9,6 +9,8 @@
 //! hand-written HTTP/1.1 stand-in on 127.0.0.1: no API server exists on
 //! these machines, so behaviour on a real one is not verified here.
 
+// Shared with kube_node and netpol, which use other parts of it.
+#[allow(dead_code)]
 #[path = "kube_store/fake_api.rs"]
 mod fake_api;
 

@@ -284,6 +284,7 @@ impl Attempt<'_> {
             }
             route::add_route(pod_nl, &entry)?;
         }
+        wait_operational(host_nl, &wired.host_name, pod_nl, pod.index)?;
 
         let host_if = Interface {
             name: wired.host_name,
@@ -319,6 +320,35 @@ impl Attempt<'_> {
             dns,
         })
     }
+}
+
+/// How long ADD waits for the kernel to finish bringing the veth up.
+const OPERATIONAL_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Returns once both ends of the pair pass packets (the kernel activates
+/// a link's queue asynchronously after it comes up), so that the pod's
+/// first packet and the first reply to it are not dropped. Usually at
+/// once; past [`OPERATIONAL_PATIENCE`] ADD goes on anyway, with a warning:
+/// a late link costs a retransmission, not the pod.
+fn wait_operational(
+    host_nl: &mut Netlink,
+    host_name: &str,
+    pod_nl: &mut Netlink,
+    pod_index: u32,
+) -> Result<(), NetlinkError> {
+    let pod_ready = link::wait_operational(pod_nl, pod_index, OPERATIONAL_PATIENCE)?;
+    let host_ready = match link::get_link(host_nl, host_name)? {
+        Some(host) => link::wait_operational(host_nl, host.index, OPERATIONAL_PATIENCE)?,
+        None => false,
+    };
+    if !(pod_ready && host_ready) {
+        tracing::warn!(
+            pod_ready,
+            host_ready,
+            "the veth is not fully up yet; going on"
+        );
+    }
+    Ok(())
 }
 
 /// The gateway of one address: IPAM's, else the first host of its subnet.

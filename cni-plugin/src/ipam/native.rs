@@ -48,6 +48,7 @@ pub fn start_add(
         key: key(args),
         netns: args.netns.as_ref().map(|p| p.display().to_string()),
         requested: conf.requested_ips()?,
+        pod: args.pod(),
     };
     let call = client(native).send(&req).map_err(PluginError::Daemon)?;
     Ok(PendingAdd {

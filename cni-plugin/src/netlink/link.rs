@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
@@ -27,6 +27,11 @@ pub struct Link {
     pub kind: Option<String>,
     /// For a veth: the peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
+    /// Whether the kernel has finished bringing the link up: operstate up
+    /// and a real queueing discipline attached. Until then (the kernel's
+    /// link watcher runs later, on a work queue) packets sent out of the
+    /// link meet the `noop` qdisc and are dropped without a trace.
+    pub operational: bool,
 }
 
 impl Link {
@@ -40,7 +45,9 @@ impl Link {
             controller: None,
             kind: None,
             peer_index: None,
+            operational: false,
         };
+        let (mut oper_up, mut queue) = (false, false);
         for attr in msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n,
@@ -48,6 +55,8 @@ impl Link {
                 LinkAttribute::Mtu(m) => link.mtu = m,
                 LinkAttribute::Controller(c) => link.controller = Some(c),
                 LinkAttribute::Link(l) => link.peer_index = Some(l),
+                LinkAttribute::OperState(state) => oper_up = state == State::Up,
+                LinkAttribute::Qdisc(q) => queue = q != "noop",
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {
@@ -58,6 +67,7 @@ impl Link {
                 _ => {}
             }
         }
+        link.operational = oper_up && queue;
         link
     }
 
@@ -202,6 +212,27 @@ pub fn set_up(nl: &mut Netlink, index: u32) -> Result<(), NetlinkError> {
         RouteNetlinkMessage::SetLink(msg),
         0,
     )
+}
+
+/// Waits until link `index` is [operational](Link::operational), up to
+/// `patience`; returns whether it is. A link brought up a moment ago may
+/// not be yet: a pod's first packets (or the replies to them, through the
+/// host end) would be dropped, costing its first connection a one-second
+/// retransmission.
+pub fn wait_operational(
+    nl: &mut Netlink,
+    index: u32,
+    patience: std::time::Duration,
+) -> Result<bool, NetlinkError> {
+    let started = std::time::Instant::now();
+    loop {
+        match get_link_by_index(nl, index)? {
+            Some(link) if link.operational => return Ok(true),
+            None => return Ok(false),
+            Some(_) if started.elapsed() >= patience => return Ok(false),
+            Some(_) => std::thread::sleep(std::time::Duration::from_micros(200)),
+        }
+    }
 }
 
 /// Lets traffic leave a bridge port on the port it came in by, so a pod can

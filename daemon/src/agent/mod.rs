@@ -19,7 +19,9 @@ use crate::cniconf;
 use crate::config::{ConflistVersion, DaemonConfig, StoreKind};
 use crate::error::DaemonError;
 use crate::http;
+use crate::kernel::policy::PolicyTable;
 use crate::metrics::Metrics;
+use crate::netpol::{Allocated, PolicyAgent};
 use crate::node_setup;
 use crate::nodenet::NodeNet;
 use crate::readiness::Readiness;
@@ -309,7 +311,8 @@ async fn start_tasks(
     tracing::info!(socket = %config.socket().display(), "serving IPAM");
     let budget = server::connection_budget();
     tracing::debug!(connections = budget, "IPAM connections served at once");
-    tokio::spawn(server::serve_ipam(listener, svc.clone(), budget));
+    let policy = start_policy(config, found, svc, backend, metrics, nodenet).await?;
+    tokio::spawn(server::serve_ipam(listener, svc.clone(), policy, budget));
     tokio::spawn(background::store_recovery(backend.clone()));
     let spool = Spool::new(&config.spool_dir);
     tokio::spawn(background::reclaim_loop(svc.clone(), spool, config.clone()));
@@ -343,6 +346,44 @@ async fn start_tasks(
         me_rx,
     ));
     Ok(())
+}
+
+/// NetworkPolicy's agent, on a node that enforces it (the Kubernetes
+/// store, `--network-policy true`); elsewhere podnet's policy table, if
+/// a previous run left one, is removed.
+async fn start_policy(
+    config: &DaemonConfig,
+    found: &Found,
+    svc: &Arc<Service<SledPoolStore>>,
+    backend: &Arc<Backend>,
+    metrics: &Arc<Metrics>,
+    nodenet: &Arc<NodeNet>,
+) -> Result<Option<Arc<PolicyAgent>>, DaemonError> {
+    if let (Backend::Kube(kube), true) = (&**backend, config.network_policy) {
+        let pool = svc.clone();
+        let allocated: Allocated = Box::new(move |key| !matches!(pool.pool.get(key), Ok(None)));
+        tracing::info!(
+            "enforcing NetworkPolicy once the API's policies, namespaces and pods are listed"
+        );
+        return Ok(Some(PolicyAgent::start(
+            kube.client(),
+            found.node.clone(),
+            nodenet.clone(),
+            metrics.clone(),
+            allocated,
+            config.resync_interval(),
+        )));
+    }
+    let net = nodenet.clone();
+    let removed = blocking(move || {
+        net.run(|| PolicyTable::new().remove())?
+            .map_err(|e| DaemonError::Kernel(e.into()))
+    })
+    .await?;
+    if removed {
+        tracing::info!("NetworkPolicy not enforced here: removed podnet's policy table");
+    }
+    Ok(None)
 }
 
 /// The plugins (when asked) and the conflist, in the version the node's

@@ -242,6 +242,7 @@ fn bench_daemon(node: &TestNetns, threads: usize, n: usize) -> Result<(Row, Stri
             key: key(i),
             netns: Some(netns.clone()),
             requested: Vec::new(),
+            pod: None,
         };
         match call(&socket, &req) {
             Ok(Response::Allocated { allocation }) => Ok(allocation.ips[0].ip()),

@@ -466,6 +466,7 @@ fn finish_node(
         key: planted.clone(),
         netns: None,
         requested: Vec::new(),
+        pod: None,
     });
     if !matches!(reply, Ok(Response::Allocated { .. })) {
         counts.violation(format!("planting a leak: {reply:?}"));

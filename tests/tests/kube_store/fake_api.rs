@@ -1,6 +1,7 @@
 //! A tiny stand-in for the Kubernetes API server, on 127.0.0.1: just the
-//! Node calls podnetd makes, over HTTP/1.1, with the semantics that matter
-//! to it: a resourceVersion counter, lists, JSON merge patches with the
+//! calls podnetd makes (Nodes; Pods, Namespaces and NetworkPolicies for
+//! NetworkPolicy; its DaemonSet), over HTTP/1.1, with the semantics that
+//! matter to it: a resourceVersion counter, lists, JSON merge patches with the
 //! resourceVersion precondition (409 Conflict), watches streamed as
 //! chunked JSON lines from a resourceVersion, and 410 Gone for a watch from
 //! a compacted one. Hand-written so no API server is needed; it is not a
@@ -21,10 +22,13 @@ type Hook = Box<dyn FnOnce(&mut State) + Send>;
 /// What the fake holds. Tests change it through [`FakeApi::update`].
 #[derive(Default)]
 pub struct State {
-    nodes: BTreeMap<String, Value>,
+    /// Per collection (`nodes`, `pods`, `namespaces`, `networkpolicies`),
+    /// objects by `namespace/name` (or `name` when cluster-scoped).
+    objects: BTreeMap<&'static str, BTreeMap<String, Value>>,
     rv: u64,
-    /// (resourceVersion, ADDED|MODIFIED|DELETED, object), for watches.
-    history: Vec<(u64, &'static str, Value)>,
+    /// (resourceVersion, collection, ADDED|MODIFIED|DELETED, object), for
+    /// watches.
+    history: Vec<(u64, &'static str, &'static str, Value)>,
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted: u64,
     /// Bumped to end every open watch.
@@ -48,39 +52,70 @@ impl State {
     }
 
     /// Adds or replaces a Node (as the kubelet or controller-manager would).
-    pub fn put(&mut self, mut node: Value) {
+    pub fn put(&mut self, node: Value) {
+        self.put_in("nodes", node);
+    }
+
+    /// Adds or replaces an object of `collection`.
+    pub fn put_in(&mut self, collection: &'static str, mut object: Value) {
         let rv = self.bump();
-        node["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let name = node["metadata"]["name"]
-            .as_str()
-            .expect("a named Node")
-            .to_string();
-        let kind = if self.nodes.contains_key(&name) {
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let key = key_of(&object);
+        let objects = self.objects.entry(collection).or_default();
+        let kind = if objects.contains_key(&key) {
             "MODIFIED"
         } else {
             "ADDED"
         };
-        self.history.push((rv, kind, node.clone()));
-        self.nodes.insert(name, node);
+        self.history.push((rv, collection, kind, object.clone()));
+        objects.insert(key, object);
     }
 
     /// Changes a Node in place (bumping its resourceVersion).
     pub fn modify(&mut self, name: &str, change: impl FnOnce(&mut Value)) {
-        let mut node = self.nodes[name].clone();
-        change(&mut node);
-        self.put(node);
+        self.modify_in("nodes", name, change);
+    }
+
+    /// Changes an object (`namespace/name` or `name`) in place.
+    pub fn modify_in(
+        &mut self,
+        collection: &'static str,
+        key: &str,
+        change: impl FnOnce(&mut Value),
+    ) {
+        let mut object = self.objects[collection][key].clone();
+        change(&mut object);
+        self.put_in(collection, object);
     }
 
     pub fn delete(&mut self, name: &str) {
-        if let Some(mut node) = self.nodes.remove(name) {
+        self.delete_in("nodes", name);
+    }
+
+    pub fn delete_in(&mut self, collection: &'static str, key: &str) {
+        let removed = self.objects.get_mut(collection).and_then(|o| o.remove(key));
+        if let Some(mut object) = removed {
             let rv = self.bump();
-            node["metadata"]["resourceVersion"] = json!(rv.to_string());
-            self.history.push((rv, "DELETED", node));
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            self.history.push((rv, collection, "DELETED", object));
         }
     }
 
+    /// The keys of every object of `collection`.
+    pub fn keys(&self, collection: &str) -> Vec<String> {
+        self.objects
+            .get(collection)
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn nodes(&self) -> &BTreeMap<String, Value> {
+        static NONE: BTreeMap<String, Value> = BTreeMap::new();
+        self.objects.get("nodes").unwrap_or(&NONE)
+    }
+
     pub fn annotation(&self, name: &str, key: &str) -> Option<String> {
-        self.nodes[name]["metadata"]["annotations"][key]
+        self.nodes()[name]["metadata"]["annotations"][key]
             .as_str()
             .map(str::to_string)
     }
@@ -100,6 +135,26 @@ impl State {
     pub fn before_patch(&mut self, node: &str, hook: impl FnOnce(&mut State) + Send + 'static) {
         self.before_patch.insert(node.to_string(), Box::new(hook));
     }
+}
+
+/// `namespace/name`, or `name` for a cluster-scoped object.
+fn key_of(object: &Value) -> String {
+    let name = object["metadata"]["name"].as_str().expect("a named object");
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// The collection a list or watch path names, and its list kind.
+fn collection(path: &str) -> Option<(&'static str, &'static str)> {
+    Some(match path {
+        "/api/v1/nodes" => ("nodes", "NodeList"),
+        "/api/v1/pods" => ("pods", "PodList"),
+        "/api/v1/namespaces" => ("namespaces", "NamespaceList"),
+        "/apis/networking.k8s.io/v1/networkpolicies" => ("networkpolicies", "NetworkPolicyList"),
+        _ => return None,
+    })
 }
 
 pub struct FakeApi {
@@ -235,13 +290,26 @@ fn handle(state: &mut State, req: &Request) -> (u16, Value) {
         return status(503, "ServiceUnavailable", "the fake is down");
     }
     let name = req.path.strip_prefix("/api/v1/nodes/");
-    match (req.method.as_str(), name) {
-        ("GET", None) if req.path == "/api/v1/nodes" => (
+    if let (Some((collection, kind)), "GET") = (collection(&req.path), req.method.as_str()) {
+        let items: Vec<Value> = state
+            .objects
+            .get(collection)
+            .map(|o| o.values().cloned().collect())
+            .unwrap_or_default();
+        return (
             200,
-            json!({"apiVersion": "v1", "kind": "NodeList",
+            json!({"apiVersion": "v1", "kind": kind,
                    "metadata": {"resourceVersion": state.rv.to_string()},
-                   "items": state.nodes.values().cloned().collect::<Vec<_>>()}),
-        ),
+                   "items": items}),
+        );
+    }
+    if let Some(pod) = pod_path(&req.path).filter(|_| req.method == "GET") {
+        return match state.objects.get("pods").and_then(|o| o.get(&pod)) {
+            Some(p) => (200, p.clone()),
+            None => status(404, "NotFound", &format!("pods {pod:?} not found")),
+        };
+    }
+    match (req.method.as_str(), name) {
         ("PATCH", Some(name)) => {
             if let Some(hook) = state.before_patch.remove(name) {
                 hook(state);
@@ -259,12 +327,19 @@ fn handle(state: &mut State, req: &Request) -> (u16, Value) {
                 None => status(404, "NotFound", &format!("daemonsets {key:?} not found")),
             }
         }
-        _ => status(404, "NotFound", "the fake serves only nodes and daemonsets"),
+        _ => status(404, "NotFound", "the fake does not serve this"),
     }
 }
 
+/// `namespace/name` of `/api/v1/namespaces/NS/pods/NAME`.
+fn pod_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (ns, name) = rest.split_once("/pods/")?;
+    (!name.contains('/')).then(|| format!("{ns}/{name}"))
+}
+
 fn patch_node(state: &mut State, name: &str, patch: &Value) -> (u16, Value) {
-    let Some(current) = state.nodes.get(name) else {
+    let Some(current) = state.nodes().get(name) else {
         return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
     };
     if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
@@ -279,7 +354,7 @@ fn patch_node(state: &mut State, name: &str, patch: &Value) -> (u16, Value) {
     let mut node = current.clone();
     merge_patch(&mut node, patch);
     state.put(node);
-    (200, state.nodes[name].clone())
+    (200, state.nodes()[name].clone())
 }
 
 async fn write_response(
@@ -341,7 +416,8 @@ async fn serve(conn: TcpStream, state: Arc<Mutex<State>>, changed: watch::Sender
                     .get("resourceVersion")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let _ = stream_watch(&mut w, &state, changed.subscribe(), from).await;
+                let of = collection(&req.path).map_or("", |(c, _)| c);
+                let _ = stream_watch(&mut w, &state, changed.subscribe(), of, from).await;
                 // A watch response ends the connection.
                 return;
             }
@@ -353,6 +429,7 @@ async fn stream_watch(
     w: &mut tokio::net::tcp::OwnedWriteHalf,
     state: &Mutex<State>,
     mut changed: watch::Receiver<u64>,
+    of: &str,
     from: u64,
 ) -> std::io::Result<()> {
     w.write_all(
@@ -376,8 +453,8 @@ async fn stream_watch(
             let events: Vec<(u64, &'static str, Value)> = st
                 .history
                 .iter()
-                .filter(|(rv, _, _)| *rv > sent)
-                .cloned()
+                .filter(|(rv, c, _, _)| *rv > sent && *c == of)
+                .map(|(rv, _, kind, object)| (*rv, *kind, object.clone()))
                 .collect();
             (events, st.generation != generation)
         };

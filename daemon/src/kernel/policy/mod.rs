@@ -86,7 +86,7 @@ mod tests;
 mod tests_diff;
 
 pub use names::{FORWARD, INPUT, TABLE};
-pub use table::{ensure_bridge_netfilter, Applied, Counter, PodCounters, PolicyTable};
+pub use table::{ensure_bridge_netfilter, Applied, Counter, PodCounters, PolicyTable, TableSize};
 
 use crate::kernel::nft::{Family, Table, Transaction};
 use crate::policy::Ruleset;

@@ -32,6 +32,17 @@ pub enum Applied {
     },
 }
 
+/// How much the table holds, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSize {
+    /// Pod chains (one per isolated pod and direction).
+    pub chains: usize,
+    /// Rules in the pod chains.
+    pub rules: usize,
+    /// Elements of the peer sets (intervals) and of the verdict maps.
+    pub elements: usize,
+}
+
 /// Packets and bytes a rule's counter saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -60,6 +71,20 @@ impl PolicyTable {
     /// The ruleset the kernel holds, as far as podnet knows.
     pub fn applied(&self) -> Option<&Ruleset> {
         self.applied.as_ref().map(|(r, _)| r)
+    }
+
+    /// What the table holds, as far as podnet knows.
+    pub fn size(&self) -> TableSize {
+        let Some((_, layout)) = &self.applied else {
+            return TableSize::default();
+        };
+        let set_elements: usize = layout.sets.values().map(|s| s.v4.len() + s.v6.len()).sum();
+        let map_elements: usize = layout.maps.values().map(|m| m.len()).sum();
+        TableSize {
+            chains: layout.chains.len(),
+            rules: layout.chains.values().map(|c| c.rules.len()).sum(),
+            elements: set_elements + map_elements,
+        }
     }
 
     /// Makes the kernel hold `new`: only the changes when a ruleset was

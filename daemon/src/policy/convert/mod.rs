@@ -37,10 +37,10 @@ pub struct Converted<T> {
 }
 
 /// Everything that converts, and every refusal.
-pub fn snapshot(
-    namespaces: &[core::Namespace],
-    pods: &[core::Pod],
-    policies: &[networking::NetworkPolicy],
+pub fn snapshot<'a>(
+    namespaces: impl IntoIterator<Item = &'a core::Namespace>,
+    pods: impl IntoIterator<Item = &'a core::Pod>,
+    policies: impl IntoIterator<Item = &'a networking::NetworkPolicy>,
 ) -> Converted<Snapshot> {
     let mut left_out = Vec::new();
     let mut value = Snapshot::default();

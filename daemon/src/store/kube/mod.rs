@@ -91,6 +91,12 @@ pub const RBAC: &[(&str, &str, &[&str])] = &[
     // Only podnet's own DaemonSet (resourceNames in the manifest): at
     // SIGTERM, is it going away (uninstall) or staying (restart, upgrade)?
     ("apps", "daemonsets", &["get"]),
+    // NetworkPolicy (`crate::netpol`): policies, and the namespaces and
+    // pods they select, are listed and watched; a pod created before the
+    // watch shows it is read once at its ADD.
+    ("networking.k8s.io", "networkpolicies", &["list", "watch"]),
+    ("", "namespaces", &["list", "watch"]),
+    ("", "pods", &["get", "list", "watch"]),
 ];
 
 /// The field manager named in podnetd's patches (`managedFields`).
@@ -133,6 +139,7 @@ pub struct KubeOptions {
 }
 
 pub struct KubeBackend {
+    client: kube::Client,
     nodes: Api<Node>,
     config: ClusterConfig,
     pub(crate) reach: super::StoreReach,
@@ -163,10 +170,16 @@ impl KubeBackend {
     /// A backend on an existing client.
     pub fn with_client(client: kube::Client, config: ClusterConfig) -> Self {
         Self {
-            nodes: Api::all(client),
+            nodes: Api::all(client.clone()),
+            client,
             config,
             reach: Default::default(),
         }
+    }
+
+    /// The API client, for the other readers of the API (NetworkPolicy).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     /// Every Node with CIDRs, this node's included.

@@ -1,0 +1,152 @@
+//! What the engine reads from the API: NetworkPolicies, Namespaces and
+//! Pods, each kept by kube-runtime's reflector (a watcher feeding a
+//! store: list, watch, relist on 410, backoff on errors), and one GET for
+//! a pod at its ADD when the watch has not shown it yet.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use podnet_ipam::proto::PodName;
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch, Notify};
+
+use super::PolicyError;
+use crate::policy::convert::{self, Converted};
+use crate::policy::Snapshot;
+
+/// How long a GET of a pod at its ADD may take.
+const READ_POD_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) struct Cache {
+    client: kube::Client,
+    policies: Store<NetworkPolicy>,
+    namespaces: Store<Namespace>,
+    pods: Store<Pod>,
+    /// Set once every store holds its first complete list.
+    listed: watch::Receiver<bool>,
+}
+
+impl Cache {
+    /// Starts the three reflectors; `changed` is notified after every
+    /// event any of them applies.
+    pub fn start(client: kube::Client, changed: Arc<Notify>) -> Self {
+        let policies = reflect(Api::all(client.clone()), changed.clone(), "NetworkPolicy");
+        let namespaces = reflect(Api::all(client.clone()), changed.clone(), "Namespace");
+        let pods = reflect(Api::all(client.clone()), changed, "Pod");
+        // `Store::wait_until_ready` wakes only the last of several tasks
+        // waiting at once (one waker slot): it is awaited by this task
+        // alone, which tells everyone else through a watch channel.
+        let (tx, listed) = watch::channel(false);
+        let stores = (policies.clone(), namespaces.clone(), pods.clone());
+        tokio::spawn(async move {
+            // A store's writer is dropped only when its task ends, which
+            // it never does while the daemon runs.
+            let _ = stores.0.wait_until_ready().await;
+            let _ = stores.1.wait_until_ready().await;
+            let _ = stores.2.wait_until_ready().await;
+            let _ = tx.send(true);
+        });
+        Self {
+            policies,
+            namespaces,
+            pods,
+            client,
+            listed,
+        }
+    }
+
+    /// Returns once every store holds its first complete list.
+    pub async fn ready(&self) {
+        let mut listed = self.listed.clone();
+        // The sender lives in a task that ends only once it has sent.
+        let _ = listed.wait_for(|l| *l).await;
+    }
+
+    /// Everything the stores hold, as the engine's snapshot.
+    pub fn snapshot(&self) -> Converted<Snapshot> {
+        let (namespaces, pods, policies) = (
+            self.namespaces.state(),
+            self.pods.state(),
+            self.policies.state(),
+        );
+        convert::snapshot(
+            namespaces.iter().map(|n| &**n),
+            pods.iter().map(|p| &**p),
+            policies.iter().map(|p| &**p),
+        )
+    }
+
+    /// The pod as the engine sees it: from the watch, or read once.
+    pub async fn pod(&self, name: &PodName) -> Result<crate::policy::Pod, PolicyError> {
+        let cached = self
+            .pods
+            .get(&ObjectRef::new(&name.name).within(&name.namespace));
+        let object = match cached {
+            Some(pod) => pod,
+            None => Arc::new(self.read_pod(name).await?),
+        };
+        let converted = convert::pod(&object).map_err(|e| PolicyError::Unreadable {
+            pod: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        for left_out in &converted.left_out {
+            tracing::warn!(pod = %name, problem = %left_out, "part of a pod left out of policy");
+        }
+        Ok(converted.value)
+    }
+
+    async fn read_pod(&self, name: &PodName) -> Result<Pod, PolicyError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &name.namespace);
+        match tokio::time::timeout(READ_POD_TIMEOUT, api.get_opt(&name.name)).await {
+            Ok(Ok(Some(pod))) => Ok(pod),
+            Ok(Ok(None)) => Err(PolicyError::PodNotFound {
+                pod: name.to_string(),
+            }),
+            Ok(Err(source)) => Err(PolicyError::ReadPod {
+                pod: name.to_string(),
+                source: Box::new(source),
+            }),
+            Err(_) => Err(PolicyError::ReadPodTimeout {
+                pod: name.to_string(),
+                after: READ_POD_TIMEOUT,
+            }),
+        }
+    }
+}
+
+/// A store of every `K` in the cluster, kept by a reflector task. Fields
+/// policy never reads are dropped on the way in: a node holds every pod
+/// of the cluster.
+fn reflect<K>(api: Api<K>, changed: Arc<Notify>, kind: &'static str) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object: &mut K| {
+            object.managed_fields_mut().clear();
+            object.annotations_mut().clear();
+        });
+    let stream = reflector::reflector(writer, stream);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::warn!(error = %e, kind, "watch interrupted; retrying"),
+            }
+        }
+    });
+    reader
+}

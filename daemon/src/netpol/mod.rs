@@ -1,0 +1,225 @@
+//! NetworkPolicy on this node (issue 14): the API's policies, namespaces
+//! and pods watched, compiled by the pure engine ([`crate::policy`]) for
+//! this node's pods, and kept in the kernel by [`PolicyTable`].
+//!
+//! # A pod is covered before its ADD returns
+//! The plugin sends the pod's namespace and name with its IPAM request.
+//! Once its addresses are allocated, [`PolicyAgent::admit`] reads the
+//! pod's labels (from the watch, or one GET when the watch has not shown
+//! the pod yet), lays the pod with its new addresses over the watched
+//! snapshot ([`admitted`]), and waits until a sync that includes it has
+//! been committed to the kernel. Only then does podnetd answer, and only
+//! then does the pod's interface get its address: its first packet, in
+//! either direction, meets its rules. When that cannot be done (labels
+//! unreadable, policies not read yet, the kernel refusing), the ADD fails
+//! (CNI code 11: the runtime tries again) and the address is released:
+//! a pod never runs unprotected.
+//!
+//! # Syncs
+//! One task applies every change: watch events, admissions, releases and
+//! a periodic full resync (which replaces the table whole, removing
+//! whatever crept in). Requests that arrive during a sync are served
+//! together by the next one. Each sync compiles the whole snapshot and
+//! commits the difference in one nftables transaction, so no packet sees
+//! half a change. Nothing is written before the three watches have
+//! listed once: a restarted podnetd leaves the previous table in force
+//! (fail closed for isolated pods) until it knows the cluster's policies.
+//!
+//! # hostNetwork pods and the node
+//! hostNetwork pods are not policy targets and are never matched by pod
+//! or namespace selectors: their packets carry the node's address, which
+//! only an `ipBlock` can match. Traffic from the node itself to its pods
+//! (kubelet's probes) always passes; see [`crate::kernel::policy`].
+
+mod admitted;
+mod cache;
+mod error;
+mod metrics;
+mod report;
+mod sync;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use podnet_ipam::attachment::AttachmentKey;
+use podnet_ipam::proto::{ErrorKind, PodName, Request, Response};
+use tokio::sync::{watch, Notify};
+
+pub use error::PolicyError;
+pub use metrics::PolicyMetrics;
+pub use report::{DirectionState, PodState};
+
+use crate::kernel::policy::PolicyTable;
+use crate::metrics::Metrics;
+use crate::nodenet::NodeNet;
+use crate::policy::Snapshot;
+use admitted::Admitted;
+use cache::Cache;
+
+/// How long an ADD waits for its pod's rules to be in the kernel
+/// (including, after a start, for the first lists). The plugin gives up
+/// on podnetd after 15 s.
+pub const ADMIT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The answer to a policy question on a node that enforces none.
+pub const NOT_ENFORCED: &str =
+    "NetworkPolicy is not enforced on this node (it needs --store kubernetes and --network-policy true)";
+
+/// Whether an attachment still holds addresses (IPAM is the truth about
+/// which admitted pods remain).
+pub type Allocated = Box<dyn Fn(&AttachmentKey) -> bool + Send + Sync>;
+
+pub struct PolicyAgent {
+    node: String,
+    nodenet: Arc<NodeNet>,
+    metrics: Arc<Metrics>,
+    cache: Cache,
+    allocated: Allocated,
+    admitted: Mutex<Admitted>,
+    kernel: Mutex<Kernel>,
+    /// Bumped by every request for a sync; a sync serves every request
+    /// made before it read this.
+    requested: AtomicU64,
+    synced: watch::Sender<Synced>,
+    wake: Arc<Notify>,
+}
+
+/// The kernel side: the table, and what the metrics need from the last
+/// sync.
+#[derive(Default)]
+struct Kernel {
+    table: PolicyTable,
+    /// The snapshot the table was compiled from: what `explain` and the
+    /// pods' state are answered from, so they say what is enforced.
+    snapshot: Arc<Snapshot>,
+    last_counts: metrics::LastCounts,
+    /// What the conversion left out at the last sync, logged when it
+    /// changes (not at every sync).
+    left_out: Vec<String>,
+}
+
+/// The last sync: the requests it served, and how it ended.
+#[derive(Clone, Debug, Default)]
+struct Synced {
+    generation: u64,
+    error: Option<Arc<str>>,
+}
+
+impl PolicyAgent {
+    /// Starts the watches and the sync task.
+    pub fn start(
+        client: kube::Client,
+        node: String,
+        nodenet: Arc<NodeNet>,
+        metrics: Arc<Metrics>,
+        allocated: Allocated,
+        resync: Duration,
+    ) -> Arc<Self> {
+        let wake = Arc::new(Notify::new());
+        let agent = Arc::new(Self {
+            node,
+            nodenet,
+            metrics,
+            cache: Cache::start(client, wake.clone()),
+            allocated,
+            admitted: Mutex::default(),
+            kernel: Mutex::default(),
+            requested: AtomicU64::new(0),
+            synced: watch::Sender::new(Synced::default()),
+            wake,
+        });
+        tokio::spawn(agent.clone().run(resync));
+        agent
+    }
+
+    /// Places `pod`, which `key` just gave `ips`, under policy, and
+    /// returns once its rules are in the kernel.
+    pub async fn admit(
+        &self,
+        pod: &PodName,
+        key: &AttachmentKey,
+        ips: Vec<IpAddr>,
+    ) -> Result<(), PolicyError> {
+        let started = Instant::now();
+        tokio::time::timeout(ADMIT_PATIENCE, self.cache.ready())
+            .await
+            .map_err(|_| PolicyError::NotSynced {
+                waited: ADMIT_PATIENCE,
+            })?;
+        let mut model = self.cache.pod(pod).await?;
+        model.ips = ips;
+        model.node = self.node.clone();
+        lock(&self.admitted).insert(key.clone(), model);
+        let left = ADMIT_PATIENCE.saturating_sub(started.elapsed());
+        self.synced_within(left).await
+    }
+
+    /// Forgets an attachment released by DEL or GC; the next sync drops
+    /// its rules.
+    pub fn forget(&self, key: &AttachmentKey) {
+        if lock(&self.admitted).remove(key) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Asks for a sync and waits for one that started after the ask.
+    async fn synced_within(&self, patience: Duration) -> Result<(), PolicyError> {
+        let target = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut rx = self.synced.subscribe();
+        self.wake.notify_one();
+        let done = tokio::time::timeout(patience, rx.wait_for(|s| s.generation >= target)).await;
+        match done {
+            Ok(Ok(s)) => match &s.error {
+                None => Ok(()),
+                Some(e) => Err(PolicyError::Kernel(e.to_string())),
+            },
+            // The sender lives as long as the agent.
+            Ok(Err(_)) => Err(PolicyError::Retired),
+            Err(_) => Err(PolicyError::SyncTimeout { waited: patience }),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An error and every cause under it, for a message that leaves podnetd.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// The answer to a policy question of the admin view.
+pub fn answer(agent: &PolicyAgent, req: &Request) -> Response {
+    let report = match req {
+        Request::PolicyExplain {
+            from,
+            to,
+            port,
+            protocol,
+        } => agent
+            .explain(from, to, *port, protocol)
+            .and_then(|e| Ok(serde_json::to_value(e)?)),
+        Request::PolicyState => serde_json::to_value(agent.pod_states()).map_err(PolicyError::from),
+        _ => Err(PolicyError::NotAQuestion),
+    };
+    match report {
+        Ok(report) => Response::Policy { report },
+        Err(e) => Response::Error {
+            kind: ErrorKind::InvalidRequest,
+            message: describe(&e),
+        },
+    }
+}

@@ -1,0 +1,162 @@
+//! The sync task: every change (watch events, admissions, releases, the
+//! periodic resync) compiled and committed by one task, one nftables
+//! transaction each.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::time::MissedTickBehavior;
+
+use super::{lock, PolicyAgent, PolicyError, Synced};
+use crate::kernel::nft::NftError;
+use crate::kernel::policy::Applied;
+use crate::policy::{compile, PodRef, PolicyRef, PolicyType, Snapshot};
+
+/// How often the table's counters are read into the metrics.
+const COUNTER_PERIOD: Duration = Duration::from_secs(10);
+
+impl PolicyAgent {
+    pub(super) async fn run(self: Arc<Self>, resync: Duration) {
+        self.cache.ready().await;
+        tracing::info!("NetworkPolicies, Namespaces and Pods listed: enforcing NetworkPolicy");
+        // Both fire at once: the first sync replaces the table whole.
+        let mut whole = tokio::time::interval(resync);
+        whole.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut counters = tokio::time::interval(COUNTER_PERIOD);
+        counters.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let whole = tokio::select! {
+                biased;
+                _ = whole.tick() => true,
+                () = self.wake.notified() => false,
+                _ = counters.tick() => {
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.read_counters()).await;
+                    continue;
+                }
+            };
+            let generation = self.requested.load(Ordering::SeqCst);
+            let me = self.clone();
+            let result = tokio::task::spawn_blocking(move || me.sync(whole))
+                .await
+                .unwrap_or_else(|e| Err(PolicyError::Kernel(format!("the sync task failed: {e}"))));
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "NetworkPolicy sync failed; the table keeps its previous rules");
+                self.metrics.policy.sync_errors.inc();
+            }
+            self.synced.send_replace(Synced {
+                generation,
+                error: result.err().map(|e| Arc::from(e.to_string())),
+            });
+        }
+    }
+
+    /// Compiles the current snapshot and commits it: the changes, or with
+    /// `whole` the entire table (removing whatever else is in it).
+    fn sync(&self, whole: bool) -> Result<(), PolicyError> {
+        let started = Instant::now();
+        let snapshot = self.snapshot();
+        let ruleset = compile(&snapshot, &self.node);
+        if whole {
+            // A replace starts the counters again: count what they hold.
+            self.read_counters();
+        }
+        let mut kernel = lock(&self.kernel);
+        let table = &mut kernel.table;
+        let outcome = self.nodenet.change(|| {
+            self.nodenet.run(|| {
+                let applied = table.apply(ruleset)?;
+                if whole && !matches!(applied, Applied::Replaced { .. }) {
+                    table.resync()?;
+                }
+                Ok::<_, NftError>(applied)
+            })
+        });
+        let applied = match outcome {
+            None => return Err(PolicyError::Retired),
+            Some(Err(e)) => return Err(PolicyError::Kernel(e.to_string())),
+            Some(Ok(Err(e))) => return Err(PolicyError::Kernel(e.to_string())),
+            Some(Ok(Ok(applied))) => applied,
+        };
+        kernel.snapshot = Arc::new(snapshot);
+        self.metrics.policy.set_size(kernel.table.size());
+        let took = started.elapsed();
+        self.metrics.policy.sync.observe(took.as_secs_f64());
+        let admitted = lock(&self.admitted).len();
+        tracing::debug!(?applied, ?took, whole, admitted, "NetworkPolicy synced");
+        Ok(())
+    }
+
+    /// The watched snapshot with the admitted pods laid over it (those
+    /// whose attachment IPAM no longer holds dropped first).
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let converted = self.cache.snapshot();
+        let left_out: Vec<String> = converted.left_out.iter().map(|e| e.to_string()).collect();
+        {
+            let mut kernel = lock(&self.kernel);
+            if kernel.left_out != left_out {
+                for e in left_out.iter().filter(|e| !kernel.left_out.contains(e)) {
+                    tracing::warn!(problem = %e, "part of a NetworkPolicy, Pod or Namespace left out");
+                }
+                kernel.left_out = left_out;
+            }
+        }
+        let mut snapshot = converted.value;
+        let mut admitted = lock(&self.admitted);
+        admitted.retain(|k| (self.allocated)(k));
+        admitted.overlay(&mut snapshot, &self.node);
+        snapshot
+    }
+
+    /// Adds what the table's counters counted since the last read to the
+    /// metrics.
+    fn read_counters(&self) {
+        let mut kernel = lock(&self.kernel);
+        let table = &kernel.table;
+        let counters = match self.nodenet.run(|| table.counters()) {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the policy counters");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot enter the node's namespace");
+                return;
+            }
+        };
+        let snapshot = kernel.snapshot.clone();
+        let by = |pod: &PodRef, direction| isolating(&snapshot, pod, direction);
+        self.metrics
+            .policy
+            .add_counts(&counters, by, &mut kernel.last_counts);
+    }
+}
+
+/// The policies that isolate `pod` in `direction`.
+pub(super) fn isolating(
+    snapshot: &Snapshot,
+    pod: &PodRef,
+    direction: PolicyType,
+) -> Vec<PolicyRef> {
+    let Some(found) = snapshot
+        .pods
+        .iter()
+        .find(|p| p.namespace == pod.namespace && p.name == pod.name)
+    else {
+        return Vec::new();
+    };
+    snapshot
+        .policies
+        .iter()
+        .filter(|p| {
+            p.namespace == found.namespace
+                && p.applies_to(direction)
+                && p.pod_selector.matches(&found.labels)
+        })
+        .map(|p| PolicyRef {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+        })
+        .collect()
+}
