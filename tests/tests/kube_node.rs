@@ -334,6 +334,15 @@ fn footprint(node: &KubeNode) -> Vec<&'static str> {
     {
         present.push("nftables");
     }
+    // NetworkPolicy's table, written at podnetd's first policy sync.
+    if node
+        .ns
+        .exec("nft", &["list", "table", "inet", "podnet-policy"])
+        .status
+        .success()
+    {
+        present.push("policy");
+    }
     if node.daemon.state_dir().join("ipam.db").exists() {
         present.push("state");
     }
@@ -355,9 +364,11 @@ fn deleting_the_daemonset_cleans_the_node_and_a_restart_keeps_everything() {
     let pod = TestNetns::new("p");
     node.add_pod(&pod, "survivor");
     let all = [
-        "conflist", "bridge", "vxlan", "routes", "nftables", "state", "socket",
+        "conflist", "bridge", "vxlan", "routes", "nftables", "policy", "state", "socket",
     ];
-    assert_eq!(footprint(&node), all);
+    wait_for("the policy table", Duration::from_secs(10), || {
+        footprint(&node) == all
+    });
 
     // SIGTERM while the DaemonSet stays (a restart, a rolling update):
     // everything stays, and the pod keeps its address across the restart.

@@ -437,3 +437,63 @@ fn echo_until(
     }
     Ok(exchanged)
 }
+
+/// A pod whose labels cannot be read (not in the API) is not started: ADD
+/// fails with code 11 and a message naming the pod, its address goes
+/// back, and no link of it is left on the node.
+#[test]
+fn a_pod_whose_labels_are_unknown_is_refused() {
+    let cluster = Cluster::start(&[("x", json!({}))]);
+    let netns = podnet_tests::netns::TestNetns::new("ghost");
+    let before = cluster.node.link_names();
+    let out = cluster.plugin("ADD", "x", "ghost", "c-ghost", &netns);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let error: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(error["code"], 11, "{error}");
+    let msg = error["msg"].as_str().unwrap();
+    assert!(msg.contains("pod x/ghost not started"), "{msg}");
+    assert!(msg.contains("not in the API"), "{msg}");
+    assert!(cluster.daemon.allocations().is_empty());
+    assert_eq!(cluster.node.link_names(), before);
+    assert!(
+        netns.link_names().iter().all(|l| l == "lo"),
+        "{:?}",
+        netns.link_names()
+    );
+    let metrics = cluster.scrape();
+    assert!(
+        metrics.contains("podnet_policy_refused_pods_total 1"),
+        "{metrics}"
+    );
+}
+
+/// podnetd stopped (killed): the table stays and keeps denying. Started
+/// again, it writes nothing before it has listed the API, and then the
+/// same. Drops are counted per isolating policy in the metrics.
+#[test]
+fn the_rules_outlive_podnetd_and_drops_are_counted_per_policy() {
+    let mut cluster = Cluster::start(&[("x", json!({})), ("y", json!({}))]);
+    cluster.set_policies(&[np(
+        "x",
+        "deny-in",
+        json!({ "podSelector": {}, "policyTypes": ["Ingress"] }),
+    )]);
+    cluster.add_pod("x", "a", json!({}), true);
+    cluster.add_pod("y", "b", json!({}), true);
+    let _servers = Servers::start(&cluster.members(), &[80]);
+    let only_x_isolated = |_: &str, to: &str, _| !to.starts_with("x/");
+    check(&cluster.members(), &[TCP80], only_x_isolated).unwrap();
+
+    harness::wait_for("the drops in the metrics", Duration::from_secs(15), || {
+        cluster.scrape().lines().any(|l| {
+            l.starts_with(
+                r#"podnet_policy_dropped_packets_total{policy="x/deny-in",direction="ingress"}"#,
+            ) && !l.ends_with(" 0")
+        })
+    });
+
+    cluster.daemon.kill9();
+    check(&cluster.members(), &[TCP80], only_x_isolated).expect("denied while podnetd is down");
+    cluster.daemon.restart(&cluster.node);
+    check(&cluster.members(), &[TCP80], only_x_isolated).expect("denied once podnetd is back");
+}

@@ -72,7 +72,12 @@ impl Cluster {
         node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "ul0"]);
         node.ip(&["link", "set", "ul0", "up"]);
         node.ip(&["link", "set", "ul1", "up"]);
+        let metrics = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
         let mut opts = DaemonOpts {
+            metrics_addr: Some(metrics),
             node_name: NODE.into(),
             cluster_cidr: "10.244.0.0/16".into(),
             manage_netns: Some(node.path().to_path_buf()),
@@ -197,6 +202,17 @@ impl Cluster {
                 s.put_in("networkpolicies", p.clone());
             }
         });
+    }
+
+    /// podnetd's `/metrics`.
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let addr = self.daemon.opts.metrics_addr.as_deref().unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
     }
 
     /// `podnetd policy explain`'s output.
