@@ -14,6 +14,7 @@ pub mod containerd;
 pub mod cri;
 pub mod daemon;
 pub mod etcd;
+pub mod fake_api;
 pub mod net;
 pub mod netns;
 pub mod node;

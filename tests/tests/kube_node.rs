@@ -3,17 +3,12 @@
 //! own Node when the Node is registered again with a new podCIDR, and its
 //! peers' routes catch up within a second of an API outage's end.
 
-// Shared with kube_store and netpol.
-#[allow(dead_code)]
-#[path = "kube_store/fake_api.rs"]
-mod fake_api;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use fake_api::FakeApi;
 use podnet_tests::bins;
 use podnet_tests::daemon::{DaemonOpts, TestDaemon};
+use podnet_tests::fake_api::{self, FakeApi};
 use podnet_tests::netns::TestNetns;
 use podnet_tests::node::path_str;
 use podnetd::store::kube::VTEP_MAC_ANNOTATION;

@@ -9,11 +9,6 @@
 //! hand-written HTTP/1.1 stand-in on 127.0.0.1: no API server exists on
 //! these machines, so behaviour on a real one is not verified here.
 
-// Shared with kube_node and netpol, which use other parts of it.
-#[allow(dead_code)]
-#[path = "kube_store/fake_api.rs"]
-mod fake_api;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,7 +25,7 @@ use podnetd::store::{NodeRecord, StoreError, StoreEvent};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use fake_api::FakeApi;
+use podnet_tests::fake_api::FakeApi;
 
 fn fixture_json(name: &str) -> Value {
     let path = format!("{}/fixtures/kube/{name}.json", env!("CARGO_MANIFEST_DIR"));

@@ -8,9 +8,6 @@
 
 #[path = "netpol/cases.rs"]
 mod cases;
-#[allow(dead_code)]
-#[path = "kube_store/fake_api.rs"]
-mod fake_api;
 #[path = "netpol/harness.rs"]
 mod harness;
 
@@ -268,6 +265,9 @@ fn new_pods_are_covered_from_their_first_packet() {
         "200 pods covered from their first packet; ADD p50 {:?}, max {:?}",
         adds[100], adds[199]
     );
+    if let Some(path) = std::env::var_os("PODNET_KEEP_LOG") {
+        std::fs::write(path, cluster.daemon.log_text()).unwrap();
+    }
 
     // The probes can tell: without the policy, an x pod answers.
     let last = cluster.new_pod("x", "last", json!({}), true);

@@ -16,7 +16,7 @@ use podnet_tests::plugin::{exec, Invocation, PluginOutput};
 use podnet_tests::reach::Member;
 use serde_json::{json, Value};
 
-use crate::fake_api::{FakeApi, State};
+use podnet_tests::fake_api::{FakeApi, State};
 
 pub const NODE: &str = "node-a";
 const NODE_IP: &str = "192.168.77.10";

@@ -76,6 +76,10 @@ const DAEMON_MAX_PODS: u64 = 30_000;
 /// host-local) and for podnet + podnet-ipam's total relative to bridge +
 /// host-local's total.
 const ADD_TARGET: f64 = 0.33;
+/// NetworkPolicies in the API for the NetworkPolicy kind, every pod
+/// selected by some (issue 14: ADD with the engine on stays within
+/// ADD_TARGET of bridge + host-local).
+const POLICIES: usize = 100;
 const DEL_TARGET: f64 = 1.0;
 
 #[derive(Parser)]
@@ -106,16 +110,21 @@ impl BenchOpts for Opts {
 enum Kind {
     Podnet,
     PodnetIpam,
+    /// podnet + podnet-ipam with podnetd on the Kubernetes store (a fake
+    /// API server) enforcing NetworkPolicy: each ADD waits until the pod's
+    /// rules are in the kernel (issue 14).
+    PodnetPolicy,
     Bridge,
     HostLocal,
 }
 
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 
 impl Kind {
     const ALL: [Kind; KINDS] = [
         Kind::Podnet,
         Kind::PodnetIpam,
+        Kind::PodnetPolicy,
         Kind::Bridge,
         Kind::HostLocal,
     ];
@@ -124,6 +133,7 @@ impl Kind {
         match self {
             Kind::Podnet => "podnet + host-local",
             Kind::PodnetIpam => "podnet + podnet-ipam",
+            Kind::PodnetPolicy => "podnet + podnet-ipam, NetworkPolicy on",
             Kind::Bridge => "bridge + host-local",
             Kind::HostLocal => "host-local alone",
         }
@@ -292,7 +302,7 @@ fn run(opts: &Opts, session: &Session) -> Result<String, String> {
     // Fails early, before any work, when the binary is missing.
     let _ = bins::workspace_bin("podnetd");
     eprintln!(
-        "bench-cni: creating {KINDS} node namespaces, {} pod namespaces and a podnetd",
+        "bench-cni: creating {KINDS} node namespaces, {} pod namespaces, two podnetd and a fake API server",
         (KINDS - 1) * opts.pods
     );
     let subjects: Vec<Subject> = Kind::ALL

@@ -8,7 +8,9 @@ use podnet_tests::bins;
 use podnet_tests::daemon::BENCH_LOG;
 
 use crate::subject::Subject;
-use crate::{Kind, Opts, Phase, PhaseResult, Stat, ADD_TARGET, DAEMON_BRIDGE, DEL_TARGET};
+use crate::{
+    Kind, Opts, Phase, PhaseResult, Stat, ADD_TARGET, DAEMON_BRIDGE, DEL_TARGET, POLICIES,
+};
 
 pub fn report(
     session: &Session,
@@ -128,6 +130,22 @@ fn targets(md: &mut Markdown, opts: &Opts, round: &[PhaseResult]) {
         ],
         |r| (r.own(Kind::Podnet), r.own(Kind::Bridge)),
     ));
+    md.para(format_args!(
+        "Issue 14: with NetworkPolicy enforced ({POLICIES} policies isolating every pod; each ADD \
+         answered once the pod's rules are in the kernel), podnet + podnet-ipam total over \
+         bridge + host-local total: ADD ≤ {ADD_TARGET:.2}, DEL ≤ {DEL_TARGET:.2}."
+    ));
+    md.table(&targets_table(
+        round,
+        opts,
+        [
+            "podnet + podnet-ipam, policy on ms",
+            "bridge + host-local ms",
+            "ratio",
+            "bridge's figure",
+        ],
+        |r| (r.of(Kind::PodnetPolicy), r.of(Kind::Bridge)),
+    ));
 }
 
 fn target_for(phase: Phase) -> f64 {
@@ -234,6 +252,11 @@ fn ratio_table(r: &PhaseResult) -> Table {
     row(
         "podnet + podnet-ipam / bridge + host-local, total",
         r.of(Kind::PodnetIpam),
+        bridge,
+    );
+    row(
+        "podnet + podnet-ipam, NetworkPolicy on / bridge + host-local, total",
+        r.of(Kind::PodnetPolicy),
         bridge,
     );
     row(

@@ -16,7 +16,14 @@ use podnet_tests::node::TestNode;
 use podnet_tests::plugin::{exec_here, Invocation};
 use serde_json::{json, Value};
 
-use crate::{Kind, CNI_VERSION, DAEMON_BRIDGE, DAEMON_CLUSTER_CIDR, IFNAME, NETWORK, RANGE};
+use crate::{
+    Kind, CNI_VERSION, DAEMON_BRIDGE, DAEMON_CLUSTER_CIDR, IFNAME, NETWORK, POLICIES, RANGE,
+};
+
+/// The NetworkPolicy kind's pods live in this namespace of the fake API.
+const POD_NAMESPACE: &str = "bench";
+const NODE_NAME: &str = "node-a";
+const NODE_IP: &str = "192.168.77.10";
 
 pub struct Subject {
     pub kind: Kind,
@@ -30,6 +37,8 @@ pub struct Subject {
     pods: Vec<TestNetns>,
     /// podnet + podnet-ipam: whether DAEMON_BRIDGE existed before any ADD.
     pub daemon_made_bridge: bool,
+    /// The NetworkPolicy kind's API server, on a runtime of its own.
+    api: Option<(podnet_tests::fake_api::FakeApi, tokio::runtime::Runtime)>,
 }
 
 impl Drop for Subject {
@@ -53,6 +62,81 @@ fn start_daemon(node: &TestNode, pods: usize) -> TestDaemon {
     TestDaemon::start(&node.ns, opts)
 }
 
+/// The fake API for the NetworkPolicy kind: this node, namespaces,
+/// [`POLICIES`] policies that isolate every pod of [`POD_NAMESPACE`] (and
+/// whose peers are other pods of it), and `pods` pods, as the kubelet
+/// would have created them before their ADD.
+fn policy_api(pods: usize) -> (podnet_tests::fake_api::FakeApi, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = rt.block_on(podnet_tests::fake_api::FakeApi::start(vec![json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": NODE_NAME, "uid": "uid-node-a" },
+        "spec": { "podCIDR": DAEMON_CLUSTER_CIDR, "podCIDRs": [DAEMON_CLUSTER_CIDR] },
+        "status": { "addresses": [{ "type": "InternalIP", "address": NODE_IP }] },
+    })]));
+    api.update(|s| {
+        for ns in (0..10).map(|i| format!("team-{i}")).chain([POD_NAMESPACE.to_string()]) {
+            s.put_in("namespaces", json!({ "apiVersion": "v1", "kind": "Namespace",
+                "metadata": { "name": ns, "labels": { "team": ns } } }));
+        }
+        for p in 0..POLICIES {
+            s.put_in("networkpolicies", json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": { "name": format!("p{p}"), "namespace": POD_NAMESPACE },
+                "spec": {
+                    "podSelector": { "matchLabels": { "app": format!("a{}", p % 10) } },
+                    "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [{ "from": [{ "podSelector": { "matchLabels": { "app": format!("a{}", (p + 1) % 10) } } },
+                                           { "namespaceSelector": { "matchLabels": { "team": format!("team-{}", p % 10) } } }],
+                                  "ports": [{ "port": 80 + (p % 50) as u16 }] }],
+                    "egress": [{ "to": [{ "ipBlock": { "cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"] } }],
+                                 "ports": [{ "port": 443 }] }],
+                },
+            }));
+        }
+        for i in 0..pods {
+            s.put_in("pods", json!({ "apiVersion": "v1", "kind": "Pod",
+                "metadata": { "name": format!("pod-{i}"), "namespace": POD_NAMESPACE,
+                              "labels": { "app": format!("a{}", i % 10) } },
+                "spec": { "nodeName": NODE_NAME,
+                          "containers": [{ "name": "c", "image": "i", "ports": [{ "name": "http", "containerPort": 80 }] }] },
+                "status": { "phase": "Pending" } }));
+        }
+    });
+    (api, rt)
+}
+
+/// podnetd managing `node` from outside it, on the fake API's Kubernetes
+/// store, enforcing NetworkPolicy; the node gets an underlay address.
+fn start_policy_daemon(
+    node: &TestNode,
+    pods: usize,
+    api: &podnet_tests::fake_api::FakeApi,
+) -> TestDaemon {
+    node.ns
+        .ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul1"]);
+    node.ns
+        .ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "ul0"]);
+    for dev in ["ul0", "ul1"] {
+        node.ns.ip(&["link", "set", dev, "up"]);
+    }
+    let opts = DaemonOpts {
+        node_name: NODE_NAME.into(),
+        cluster_cidr: DAEMON_CLUSTER_CIDR.into(),
+        max_pods: u32::try_from(pods.max(110)).unwrap(),
+        manage_netns: Some(node.ns.path().to_path_buf()),
+        kubeconfig: Some(api.kubeconfig()),
+        node_ip: Some(NODE_IP.into()),
+        log: BENCH_LOG.into(),
+        ..DaemonOpts::default()
+    };
+    TestDaemon::start(&node.ns, opts)
+}
+
 /// The plugin `kind` execs and the configuration it is given.
 fn plugin_and_conf(kind: Kind, node: &TestNode, daemon: Option<&TestDaemon>) -> (PathBuf, Value) {
     let host_local = json!({
@@ -69,7 +153,7 @@ fn plugin_and_conf(kind: Kind, node: &TestNode, daemon: Option<&TestDaemon>) -> 
         conf
     };
     match kind {
-        Kind::PodnetIpam => {
+        Kind::PodnetIpam | Kind::PodnetPolicy => {
             let mut ipam = daemon.expect("podnetd").ipam_conf();
             // As host-local is configured: podnet adds a default route
             // per family anyway, so this only keeps the documents alike.
@@ -123,7 +207,12 @@ impl Subject {
     pub fn new(kind: Kind, pods: usize) -> Self {
         let node = TestNode::new(0);
         cleanup::register_dir(node.data_dir.path());
-        let daemon = (kind == Kind::PodnetIpam).then(|| start_daemon(&node, pods));
+        let api = (kind == Kind::PodnetPolicy).then(|| policy_api(pods));
+        let daemon = match (&api, kind) {
+            (Some((api, _)), _) => Some(start_policy_daemon(&node, pods, api)),
+            (None, Kind::PodnetIpam) => Some(start_daemon(&node, pods)),
+            _ => None,
+        };
         let (plugin, conf) = plugin_and_conf(kind, &node, daemon.as_ref());
         let pods = if kind == Kind::HostLocal {
             Vec::new()
@@ -142,6 +231,7 @@ impl Subject {
             conf,
             node,
             pods,
+            api,
         }
     }
 
@@ -173,6 +263,14 @@ impl Subject {
     /// a thread inside the node namespace. An ADD must return addresses.
     pub fn op(&self, verb: &str, container_id: &str, i: usize) -> Result<Duration, String> {
         let netns = self.netns_for(i).display().to_string();
+        // As containerd passes them; podnetd reads the pod from its watch.
+        let args =
+            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME=pod-{i}");
+        let env: &[(&str, &str)] = if self.api.is_some() {
+            &[("CNI_ARGS", &args)]
+        } else {
+            &[]
+        };
         let inv = Invocation {
             plugin: &self.plugin,
             command: verb,
@@ -181,7 +279,7 @@ impl Subject {
             ifname: IFNAME,
             cni_path: self.node.cni_path(),
             stdin: &self.stdin,
-            env: &[],
+            env,
         };
         let start = Instant::now();
         let out = exec_here(&inv);
@@ -255,7 +353,8 @@ impl Subject {
         let who = self.kind.label();
         let veths = links(self.node.ns.path())?
             .into_iter()
-            .filter(|l| l.kind.as_deref() == Some("veth"))
+            // Pods' host ends are on a bridge; the underlay's pair is not.
+            .filter(|l| l.kind.as_deref() == Some("veth") && l.controller.is_some())
             .count();
         if veths != want {
             return Err(format!(
