@@ -5,6 +5,10 @@
 //! (10.0.9.2, fd00:9::2). Policy tests put their table in `node` and send
 //! real packets.
 
+use ipnetwork::IpNetwork;
+use podnet_cni::netlink::Netlink;
+use podnetd::node_setup;
+
 use crate::netns::TestNetns;
 
 pub const GATEWAY4: &str = "10.244.1.1";
@@ -29,9 +33,20 @@ impl BridgedNode {
     pub fn new(tag: &str) -> Self {
         let node = TestNetns::new(&format!("{tag}n"));
         let remote = TestNetns::new(&format!("{tag}r"));
-        node.ip(&["link", "add", BRIDGE, "type", "bridge"]);
-        address(&node, BRIDGE, GATEWAY4, "24", "fd00:1::1", "64");
-        node.ip(&["link", "set", BRIDGE, "up"]);
+        // podnet's own bridge setup, not a bare `ip link add`: a bridge
+        // without a fixed MAC takes its lowest port's, so a pod joining
+        // could move the gateway's MAC under the other pods' neighbour
+        // entries, and their routed packets would be dropped as not for
+        // this host.
+        let cidrs = ["10.244.1.0/24", "fd00:1::/64"].map(|c| {
+            c.parse::<IpNetwork>()
+                .unwrap_or_else(|e| panic!("test CIDR {c}: {e}"))
+        });
+        node.run(|| {
+            let mut nl = Netlink::open()?;
+            node_setup::ensure_bridge(&mut nl, BRIDGE, &cidrs)
+        })
+        .unwrap_or_else(|e| panic!("bridge {BRIDGE} in the node: {e}"));
 
         node.veth_to("rm0", &remote, "eth0");
         address(&node, "rm0", "10.0.9.1", "24", "fd00:9::1", "64");

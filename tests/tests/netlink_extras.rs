@@ -1,6 +1,6 @@
-//! The overlay and NAT kernel operations the daemon builds on: the VXLAN
-//! device, its FDB and neighbour entries, a real packet across the overlay,
-//! and masquerade through nf_tables. Everything happens in namespaces the
+//! The overlay and NAT kernel operations the daemon builds on: the node
+//! bridge's MAC, the VXLAN device, its FDB and neighbour entries, a real
+//! packet across the overlay, and masquerade through nf_tables. Everything happens in namespaces the
 //! tests create; `ip`, `bridge` and `nft` only observe (and set up the
 //! underlay the operations under test are given).
 
@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
+use podnet_cni::mac::format_mac;
+use podnet_cni::names;
 use podnet_cni::netlink::{link, Netlink};
 use podnet_tests::net::udp_round_trip;
 use podnet_tests::netns::TestNetns;
@@ -18,6 +20,7 @@ use podnetd::kernel::neigh::{
 };
 use podnetd::kernel::sysctl;
 use podnetd::kernel::vxlan::{ensure_vxlan, VxlanSpec, DEFAULT_PORT};
+use podnetd::node_setup;
 use serde_json::Value;
 
 const MAC_A: [u8; 6] = [0x0a, 0x58, 0x0a, 0x63, 0x00, 0x01];
@@ -60,6 +63,30 @@ fn spec<'a>(name: &'a str, vni: u32, local: &str, underlay: Option<u32>) -> Vxla
         mtu: 1450,
         mac: MAC_A,
     }
+}
+
+/// A bridge left to pick its own MAC takes its lowest port's, so a pod
+/// joining with a lower one would move the gateway's MAC from under every
+/// other pod's neighbour entry, and their routed packets would be dropped
+/// as addressed to another host until those entries expire.
+#[test]
+fn the_bridge_keeps_its_mac_when_a_lower_port_joins() {
+    require_root();
+    let host = TestNetns::new("brmac");
+    let pod = TestNetns::new("brmacpod");
+    let cidrs = ["10.244.7.0/24".parse::<IpNetwork>().unwrap()];
+    node_setup::ensure_bridge(&mut nl(&host), "pnbr0", &cidrs).unwrap();
+    let want = format_mac(&names::bridge_mac("pnbr0"));
+    assert_eq!(details(&host, "pnbr0")["address"], want);
+
+    host.veth_to("pv1", &pod, "eth0");
+    // Below any MAC the bridge can have.
+    host.ip(&["link", "set", "pv1", "address", "00:00:00:00:00:01"]);
+    host.ip(&["link", "set", "pv1", "master", "pnbr0"]);
+    host.ip(&["link", "set", "pv1", "up"]);
+    assert_eq!(details(&host, "pnbr0")["address"], want);
+    node_setup::ensure_bridge(&mut nl(&host), "pnbr0", &cidrs).unwrap();
+    assert_eq!(details(&host, "pnbr0")["address"], want);
 }
 
 #[test]

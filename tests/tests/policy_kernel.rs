@@ -342,10 +342,7 @@ fn changed(n: &BridgedNode) {
     passes(n, "y/d -> x/a:80", || tcp(yd, xa, "10.244.1.2", 80));
     passes(n, "y/a -> x/c:80 (IPv6)", || tcp(ya, xc, "fd00:1::6", 80));
     dropped("x/b -> x/c:80", tcp(xb, xc, "10.244.1.6", 80));
-    // Not probed here: y/a -> remote UDP once y/a's egress isolation is
-    // lifted. Its request is forwarded (conntrack holds it, unreplied) but
-    // about one run in five gets no reply, three tries included; being
-    // investigated under issue 14 before this table is wired into podnetd.
+    passes(n, "y/a -> remote udp", || udp(ya, &n.remote, REMOTE4, 0));
     passes(n, "y/a -> node:80", || tcp(ya, &n.node, GATEWAY4, 80));
 }
 
