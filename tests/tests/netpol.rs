@@ -310,6 +310,7 @@ fn answered(from: &podnet_tests::netns::TestNetns, to: std::net::SocketAddr) -> 
 fn churn_never_drops_an_allowed_flow() {
     let mut cluster = Cluster::start_with(
         &[("x", json!({})), ("y", json!({})), ("z", json!({}))],
+        false,
         |opts| opts.resync_interval_secs = 1,
     );
     let allow = np(
@@ -496,4 +497,46 @@ fn the_rules_outlive_podnetd_and_drops_are_counted_per_policy() {
     check(&cluster.members(), &[TCP80], only_x_isolated).expect("denied while podnetd is down");
     cluster.daemon.restart(&cluster.node);
     check(&cluster.members(), &[TCP80], only_x_isolated).expect("denied once podnetd is back");
+}
+
+/// On a dual-stack node the same policies hold for IPv6: selectors
+/// match a pod's IPv6 address as its IPv4 one, and an IPv6 ipBlock with
+/// an except carves as an IPv4 one does.
+#[test]
+fn ipv6_is_enforced_alike() {
+    let namespaces: Vec<(&str, serde_json::Value)> = ["x", "y"]
+        .iter()
+        .map(|n| (*n, json!({ "ns": n })))
+        .collect();
+    let mut cluster = Cluster::start_with(&namespaces, true, |_| {});
+    for ns in ["x", "y"] {
+        for pod in PODS {
+            cluster.add_pod(ns, pod, json!({ "pod": pod }), true);
+        }
+    }
+    let v6 = |p: &harness::TestPod| {
+        *p.ips
+            .iter()
+            .find(|ip| ip.is_ipv6())
+            .expect("an IPv6 address")
+    };
+    let yb = format!("{}/128", v6(cluster.pod("y/b")));
+    let members = cluster.members_by(v6);
+    let _servers = Servers::start(&members, &PORTS);
+    cluster.set_policies(&[
+        np("x", "from-y", json!({ "podSelector": ml("pod", "a"),
+            "ingress": [{ "from": [{ "namespaceSelector": ml("ns", "y") }], "ports": [{ "port": 80 }] }] })),
+        np("x", "out-b", json!({ "podSelector": ml("pod", "b"), "policyTypes": ["Egress"],
+            "egress": [{ "to": [{ "ipBlock": { "cidr": "fd00:10:244::/56", "except": [yb] } }] }] })),
+    ]);
+    std::thread::sleep(SETTLE);
+    let expect = |from: &str, to: &str, p: podnet_tests::reach::Probe| {
+        (to != "x/a" || (from.starts_with("y/") && p == TCP80)) && (from != "x/b" || to != "y/b")
+    };
+    let mut outcome = check(&members, &ALL, expect);
+    if outcome.is_err() {
+        std::thread::sleep(Duration::from_millis(500));
+        outcome = check(&members, &ALL, expect);
+    }
+    outcome.unwrap();
 }

@@ -37,7 +37,9 @@ pub struct TestPod {
     /// `namespace/name`.
     pub name: String,
     pub netns: TestNetns,
+    /// The first address; `ips` has them all (IPv4 first).
     pub ip: IpAddr,
+    pub ips: Vec<IpAddr>,
     pub container_id: String,
 }
 
@@ -45,21 +47,31 @@ impl Cluster {
     /// The API with this node and `namespaces` (`name`, labels), and
     /// podnetd serving.
     pub fn start(namespaces: &[(&str, Value)]) -> Self {
-        Self::start_with(namespaces, |_| {})
+        Self::start_with(namespaces, false, |_| {})
     }
 
-    /// [`Cluster::start`], with podnetd's options changed by `tune`.
-    pub fn start_with(namespaces: &[(&str, Value)], tune: impl FnOnce(&mut DaemonOpts)) -> Self {
+    /// [`Cluster::start`], the node dual-stack (IPv4 and IPv6 pod CIDRs)
+    /// when asked, with podnetd's options changed by `tune`.
+    pub fn start_with(
+        namespaces: &[(&str, Value)],
+        dual_stack: bool,
+        tune: impl FnOnce(&mut DaemonOpts),
+    ) -> Self {
         podnet_tests::require_root();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
+        let cidrs: &[&str] = if dual_stack {
+            &["10.244.2.0/24", "fd00:10:244:2::/64"]
+        } else {
+            &["10.244.2.0/24"]
+        };
         let api = rt.block_on(FakeApi::start(vec![json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": { "name": NODE, "uid": "uid-node-a" },
-            "spec": { "podCIDR": "10.244.2.0/24", "podCIDRs": ["10.244.2.0/24"] },
+            "spec": { "podCIDR": cidrs[0], "podCIDRs": cidrs },
             "status": { "addresses": [{ "type": "InternalIP", "address": NODE_IP }] },
         })]));
         api.update(|s| {
@@ -79,7 +91,11 @@ impl Cluster {
         let mut opts = DaemonOpts {
             metrics_addr: Some(metrics),
             node_name: NODE.into(),
-            cluster_cidr: "10.244.0.0/16".into(),
+            cluster_cidr: if dual_stack {
+                "10.244.0.0/16,fd00:10:244::/56".into()
+            } else {
+                "10.244.0.0/16".into()
+            },
             manage_netns: Some(node.path().to_path_buf()),
             kubeconfig: Some(api.kubeconfig()),
             node_ip: Some(NODE_IP.into()),
@@ -125,17 +141,22 @@ impl Cluster {
                 tail.join("\n")
             );
         }
-        let ip: IpAddr = match out.ok()["ips"][0]["address"].as_str() {
-            Some(a) => a.split('/').next().unwrap().parse().unwrap(),
-            None => panic!("ADD of {ns}/{name} returned no address"),
-        };
+        let ips: Vec<IpAddr> = out.ok()["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip["address"].as_str())
+            .map(|a| a.split('/').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(!ips.is_empty(), "ADD of {ns}/{name} returned no address");
         if report_ip {
-            self.api.update(|s| set_pod_ip(s, ns, name, ip));
+            self.api.update(|s| set_pod_ips(s, ns, name, &ips));
         }
         TestPod {
             name: format!("{ns}/{name}"),
             netns,
-            ip,
+            ip: ips[0],
+            ips,
             container_id,
         }
     }
@@ -175,12 +196,17 @@ impl Cluster {
     }
 
     pub fn members(&self) -> Vec<Member<'_>> {
+        self.members_by(|p| p.ip)
+    }
+
+    /// The pods as probe members, each at the address `pick` chooses.
+    pub fn members_by(&self, pick: impl Fn(&TestPod) -> IpAddr) -> Vec<Member<'_>> {
         self.pods
             .iter()
             .map(|p| Member {
                 name: p.name.clone(),
                 netns: &p.netns,
-                ip: p.ip,
+                ip: pick(p),
             })
             .collect()
     }
@@ -280,12 +306,16 @@ pub fn pod_json(ns: &str, name: &str, labels: Value) -> Value {
     })
 }
 
-fn set_pod_ip(s: &mut State, ns: &str, name: &str, ip: IpAddr) {
+fn set_pod_ips(s: &mut State, ns: &str, name: &str, ips: &[IpAddr]) {
+    let listed: Vec<Value> = ips
+        .iter()
+        .map(|ip| json!({ "ip": ip.to_string() }))
+        .collect();
     s.modify_in("pods", &format!("{ns}/{name}"), |p| {
         p["status"] = json!({
             "phase": "Running",
-            "podIP": ip.to_string(),
-            "podIPs": [{ "ip": ip.to_string() }],
+            "podIP": ips[0].to_string(),
+            "podIPs": listed,
         });
     });
 }
