@@ -19,6 +19,7 @@ use podnet_ipam::proto::PodName;
 use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 
+use super::memo::Memo;
 use super::PolicyError;
 use crate::policy::convert::{self, Converted};
 use crate::policy::Snapshot;
@@ -71,18 +72,25 @@ impl Cache {
         let _ = listed.wait_for(|l| *l).await;
     }
 
-    /// Everything the stores hold, as the engine's snapshot.
-    pub fn snapshot(&self) -> Converted<Snapshot> {
-        let (namespaces, pods, policies) = (
-            self.namespaces.state(),
-            self.pods.state(),
-            self.policies.state(),
+    /// Everything the stores hold, as the engine's snapshot, and what
+    /// the conversion left out; `memo` keeps the conversions between
+    /// calls.
+    pub fn snapshot(&self, memo: &mut Memos) -> (Snapshot, Vec<String>) {
+        let mut snapshot = Snapshot::default();
+        let mut left_out = Vec::new();
+        memo.namespaces.update(
+            &self.namespaces.state(),
+            &mut snapshot.namespaces,
+            &mut left_out,
         );
-        convert::snapshot(
-            namespaces.iter().map(|n| &**n),
-            pods.iter().map(|p| &**p),
-            policies.iter().map(|p| &**p),
-        )
+        memo.pods
+            .update(&self.pods.state(), &mut snapshot.pods, &mut left_out);
+        memo.policies.update(
+            &self.policies.state(),
+            &mut snapshot.policies,
+            &mut left_out,
+        );
+        (snapshot, left_out)
     }
 
     /// The pod as the engine sees it: from the watch, or read once.
@@ -126,6 +134,28 @@ impl Cache {
 /// A store of every `K` in the cluster, kept by a reflector task. Fields
 /// policy never reads are dropped on the way in: a node holds every pod
 /// of the cluster.
+/// The conversions of each kind, kept between syncs.
+pub(super) struct Memos {
+    namespaces: Memo<Namespace, crate::policy::Namespace>,
+    pods: Memo<Pod, crate::policy::Pod>,
+    policies: Memo<NetworkPolicy, crate::policy::NetworkPolicy>,
+}
+
+impl Default for Memos {
+    fn default() -> Self {
+        Self {
+            namespaces: Memo::new(|ns| {
+                convert::namespace(ns).map(|value| Converted {
+                    value,
+                    left_out: Vec::new(),
+                })
+            }),
+            pods: Memo::new(convert::pod),
+            policies: Memo::new(convert::network_policy),
+        }
+    }
+}
+
 fn reflect<K>(api: Api<K>, changed: Arc<Notify>, kind: &'static str) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,

@@ -34,6 +34,7 @@
 mod admitted;
 mod cache;
 mod error;
+mod memo;
 mod metrics;
 mod report;
 mod sync;
@@ -98,6 +99,8 @@ struct Kernel {
     /// What the conversion left out at the last sync, logged when it
     /// changes (not at every sync).
     left_out: Vec<String>,
+    /// The API objects' conversions, kept between syncs.
+    memos: cache::Memos,
 }
 
 /// The last sync: the requests it served, and how it ended.

@@ -91,18 +91,15 @@ impl PolicyAgent {
     /// The watched snapshot with the admitted pods laid over it (those
     /// whose attachment IPAM no longer holds dropped first).
     pub(super) fn snapshot(&self) -> Snapshot {
-        let converted = self.cache.snapshot();
-        let left_out: Vec<String> = converted.left_out.iter().map(|e| e.to_string()).collect();
-        {
+        let (mut snapshot, left_out) = {
             let mut kernel = lock(&self.kernel);
-            if kernel.left_out != left_out {
-                for e in left_out.iter().filter(|e| !kernel.left_out.contains(e)) {
-                    tracing::warn!(problem = %e, "part of a NetworkPolicy, Pod or Namespace left out");
-                }
-                kernel.left_out = left_out;
+            let (snapshot, left_out) = self.cache.snapshot(&mut kernel.memos);
+            for e in left_out.iter().filter(|e| !kernel.left_out.contains(e)) {
+                tracing::warn!(problem = %e, "part of a NetworkPolicy, Pod or Namespace left out");
             }
-        }
-        let mut snapshot = converted.value;
+            (snapshot, left_out)
+        };
+        lock(&self.kernel).left_out = left_out;
         let mut admitted = lock(&self.admitted);
         admitted.retain(|k| (self.allocated)(k));
         admitted.overlay(&mut snapshot, &self.node);

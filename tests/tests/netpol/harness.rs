@@ -218,11 +218,23 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no pod {name}"))
     }
 
-    /// Replaces every NetworkPolicy in the API with `policies`.
+    /// Makes `policies` the NetworkPolicies in the API: the others are
+    /// deleted, these written (a policy kept is modified, never deleted
+    /// and created again, which would be a moment without it).
     pub fn set_policies(&self, policies: &[Value]) {
+        let key = |p: &Value| {
+            format!(
+                "{}/{}",
+                p["metadata"]["namespace"].as_str().unwrap(),
+                p["metadata"]["name"].as_str().unwrap()
+            )
+        };
+        let keep: Vec<String> = policies.iter().map(key).collect();
         self.api.update(|s| {
-            for key in s.keys("networkpolicies") {
-                s.delete_in("networkpolicies", &key);
+            for old in s.keys("networkpolicies") {
+                if !keep.contains(&old) {
+                    s.delete_in("networkpolicies", &old);
+                }
             }
             for p in policies {
                 s.put_in("networkpolicies", p.clone());
