@@ -161,7 +161,7 @@ pub fn explain(
         "{verdict} {from} ({}) -> {to} ({}) {port}/{protocol}",
         e.src, e.dst
     );
-    let _ = writeln!(out, "  egress of {from}:  {}", decision(&e.egress));
+    let _ = writeln!(out, "  egress of {from}: {}", decision(&e.egress));
     let _ = writeln!(out, "  ingress of {to}: {}", decision(&e.ingress));
     Ok(out)
 }
