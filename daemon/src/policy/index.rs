@@ -5,7 +5,10 @@
 //! pod: with thousands of pods and policies, scanning was most of a
 //! compile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::model::{LabelSelector, Labels, Namespace, NetworkPolicy, Operator, Pod, Snapshot};
 
@@ -15,7 +18,14 @@ pub(crate) struct Index<'a> {
     selectable: BTreeMap<&'a str, Pods<'a>>,
     /// With their place in the snapshot, which names them while compiling.
     policies: HashMap<&'a str, Vec<(usize, &'a NetworkPolicy)>>,
-    pods: HashMap<(&'a str, &'a str), &'a Pod>,
+    /// Every pod by namespace and name, built when first asked (only
+    /// `explain` asks).
+    pods: OnceCell<HashMap<(&'a str, &'a str), &'a Pod>>,
+    /// All the snapshot's pods, for that.
+    every: &'a [Pod],
+    /// Each pod of the snapshot (by its place) that is selectable: its
+    /// place among its namespace's selectable pods.
+    slots: Vec<Option<u32>>,
 }
 
 /// Pods with their labels indexed, so that a selector finds its
@@ -23,19 +33,37 @@ pub(crate) struct Index<'a> {
 #[derive(Default)]
 pub(crate) struct Pods<'a> {
     pub all: Vec<&'a Pod>,
+    /// Built when a selector first asks: a compile after a small change
+    /// asks few selectors, of few namespaces.
+    labels: OnceCell<Postings<'a>>,
+}
+
+/// Which pods (by their place in [`Pods::all`]) carry each label, and
+/// each label key.
+#[derive(Default)]
+struct Postings<'a> {
     by_label: HashMap<(&'a str, &'a str), Vec<u32>>,
     by_key: HashMap<&'a str, Vec<u32>>,
 }
 
+impl<'a> Postings<'a> {
+    fn of(pods: &[&'a Pod]) -> Self {
+        let mut out = Self::default();
+        for (i, pod) in pods.iter().enumerate() {
+            // A namespace of more than 4 billion pods is not a concern here.
+            let i = i as u32;
+            for (k, v) in &pod.labels {
+                out.by_label.entry((k, v)).or_default().push(i);
+                out.by_key.entry(k).or_default().push(i);
+            }
+        }
+        out
+    }
+}
+
 impl<'a> Pods<'a> {
     pub fn push(&mut self, pod: &'a Pod) {
-        // A namespace of more than 4 billion pods is not a concern here.
-        let i = self.all.len() as u32;
         self.all.push(pod);
-        for (k, v) in &pod.labels {
-            self.by_label.entry((k, v)).or_default().push(i);
-            self.by_key.entry(k).or_default().push(i);
-        }
     }
 
     /// The pods `selector` matches (`None`: every pod), in the order they
@@ -44,15 +72,23 @@ impl<'a> Pods<'a> {
         &'s self,
         selector: Option<&'s LabelSelector>,
     ) -> impl Iterator<Item = &'a Pod> + 's {
-        let candidates: Box<dyn Iterator<Item = &'a Pod> + 's> =
+        (self.matching_ids(selector)).filter_map(|i| self.all.get(i as usize).copied())
+    }
+
+    /// [`Self::matching`], as places in [`Self::all`].
+    fn matching_ids<'s>(
+        &'s self,
+        selector: Option<&'s LabelSelector>,
+    ) -> impl Iterator<Item = u32> + use<'s, 'a> {
+        let candidates: Box<dyn Iterator<Item = u32> + 's> =
             match selector.and_then(|s| self.narrowest(s)) {
-                Some(ids) => Box::new(
-                    ids.iter()
-                        .filter_map(|i| self.all.get(*i as usize).copied()),
-                ),
-                None => Box::new(self.all.iter().copied()),
+                Some(ids) => Box::new(ids.iter().copied()),
+                None => Box::new(0..self.all.len() as u32),
             };
-        candidates.filter(move |p| selector.is_none_or(|s| s.matches(&p.labels)))
+        candidates.filter(move |i| {
+            let pod = self.all.get(*i as usize);
+            pod.is_some_and(|p| selector.is_none_or(|s| s.matches(&p.labels)))
+        })
     }
 
     /// The shortest list of pods that holds every pod `selector` matches:
@@ -60,19 +96,20 @@ impl<'a> Pods<'a> {
     /// when the selector requires no label (every pod is a candidate).
     fn narrowest<'s>(&'s self, selector: &'s LabelSelector) -> Option<&'s [u32]> {
         const NONE: &[u32] = &[];
+        let postings = self.labels.get_or_init(|| Postings::of(&self.all));
         let labels = selector
             .match_labels
             .iter()
-            .map(|(k, v)| self.by_label.get(&(k.as_str(), v.as_str())));
+            .map(|(k, v)| postings.by_label.get(&(k.as_str(), v.as_str())));
         let expressions = selector
             .match_expressions
             .iter()
             .filter_map(|r| match r.op {
                 Operator::In if r.values.len() == 1 => {
                     let v = r.values.first()?;
-                    Some(self.by_label.get(&(r.key.as_str(), v.as_str())))
+                    Some(postings.by_label.get(&(r.key.as_str(), v.as_str())))
                 }
-                Operator::Exists => Some(self.by_key.get(r.key.as_str())),
+                Operator::Exists => Some(postings.by_key.get(r.key.as_str())),
                 _ => None,
             });
         labels
@@ -88,20 +125,20 @@ impl<'a> Index<'a> {
             namespaces: HashMap::new(),
             selectable: BTreeMap::new(),
             policies: HashMap::new(),
-            pods: HashMap::new(),
+            pods: OnceCell::new(),
+            every: &snapshot.pods,
+            slots: Vec::with_capacity(snapshot.pods.len()),
         };
         for ns in &snapshot.namespaces {
             index.namespaces.insert(&ns.name, ns);
         }
         for pod in &snapshot.pods {
-            index.pods.insert((&pod.namespace, &pod.name), pod);
-            if pod.is_selectable() {
-                index
-                    .selectable
-                    .entry(&pod.namespace)
-                    .or_default()
-                    .push(pod);
-            }
+            let slot = pod.is_selectable().then(|| {
+                let pods = index.selectable.entry(&pod.namespace).or_default();
+                pods.push(pod);
+                pods.all.len() as u32 - 1
+            });
+            index.slots.push(slot);
         }
         for (i, policy) in snapshot.policies.iter().enumerate() {
             index
@@ -113,8 +150,15 @@ impl<'a> Index<'a> {
         index
     }
 
+    /// The pod of that name (the last, should the snapshot list two).
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&'a Pod> {
-        self.pods.get(&(namespace, name)).copied()
+        let every = self.every;
+        let pods = self.pods.get_or_init(|| {
+            (every.iter())
+                .map(|p| ((p.namespace.as_str(), p.name.as_str()), p))
+                .collect()
+        });
+        pods.get(&(namespace, name)).copied()
     }
 
     /// The policies of the pod's namespace whose pod selector matches it.
@@ -128,6 +172,31 @@ impl<'a> Index<'a> {
             .flatten()
             .copied()
             .filter(|(_, p)| p.pod_selector.matches(&pod.labels))
+    }
+
+    /// For each selectable pod of `namespace` (as [`Self::slot`] places
+    /// them), the places in the snapshot of the policies selecting it,
+    /// ascending: [`Self::selecting`] for a whole namespace, from each
+    /// policy's candidates rather than every pod against every policy.
+    pub fn selecting_all(&self, namespace: &str) -> Vec<Vec<usize>> {
+        let Some(pods) = self.selectable.get(namespace) else {
+            return Vec::new();
+        };
+        let mut out = vec![Vec::new(); pods.all.len()];
+        for (place, policy) in self.policies.get(namespace).into_iter().flatten() {
+            for i in pods.matching_ids(Some(&policy.pod_selector)) {
+                if let Some(places) = out.get_mut(i as usize) {
+                    places.push(*place);
+                }
+            }
+        }
+        out
+    }
+
+    /// The place of the snapshot's pod at `place` among its namespace's
+    /// selectable pods; `None` when it is not selectable.
+    pub fn slot(&self, place: usize) -> Option<usize> {
+        self.slots.get(place).copied().flatten().map(|s| s as usize)
     }
 
     pub fn all_selectable(&self) -> impl Iterator<Item = &'a Pod> + '_ {

@@ -27,7 +27,9 @@ mod pods;
 mod policies;
 mod sets;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -142,7 +144,9 @@ impl Compiler {
         let changed: HashSet<&Key> = changed.iter().map(|(k, _, _)| k).collect();
         let dirty = self.read_local(snapshot, &keys, &index, &policies, &changed);
         self.write(snapshot, dirty);
-        self.forget_unused_sets();
+        if policies.changed {
+            self.forget_unused_sets();
+        }
         let changed_sets = self.sets.take_changed();
         self.out
             .sync_sets(&self.sets, changed_sets, &mut self.changes);
@@ -237,6 +241,7 @@ impl Compiler {
             by_place: Vec::with_capacity(snapshot.policies.len()),
             successors: HashMap::new(),
             reselect: HashSet::new(),
+            changed: false,
         };
         let keys = keyed(snapshot.policies.iter().map(|p| (&p.namespace, &p.name)));
         for (key, policy) in keys.into_iter().zip(&snapshot.policies) {
@@ -253,6 +258,7 @@ impl Compiler {
                 None => None,
             };
             self.generations += 1;
+            out.changed = true;
             let compiled = Arc::new(Compiled::new(
                 self.generations,
                 policy,
@@ -278,6 +284,7 @@ impl Compiler {
             let kept = seen.compile == now;
             if !kept {
                 out.reselect.insert(seen.value.policy.namespace.clone());
+                out.changed = true;
             }
             kept
         });
@@ -296,6 +303,9 @@ impl Compiler {
     ) -> Vec<Dirty> {
         let now = self.compiles;
         let mut dirty = Vec::new();
+        // Each namespace's selections, worked out for all its pods when the
+        // first of them needs them.
+        let mut tables: HashMap<&str, Vec<Vec<usize>>> = HashMap::new();
         for (i, (key, pod)) in keys.iter().zip(&snapshot.pods).enumerate() {
             if pod.node != self.node || !pod.is_selectable() {
                 continue;
@@ -318,8 +328,11 @@ impl Compiler {
                     }
                 }
                 known => {
-                    let selecting: Vec<Arc<Compiled>> = (index.selecting(pod))
-                        .filter_map(|(i, _)| policies.by_place.get(i).cloned())
+                    let table = (tables.entry(pod.namespace.as_str()))
+                        .or_insert_with(|| index.selecting_all(&pod.namespace));
+                    let places = index.slot(i).and_then(|s| table.get(s));
+                    let selecting: Vec<Arc<Compiled>> = (places.into_iter().flatten())
+                        .filter_map(|i| policies.by_place.get(*i).cloned())
                         .collect();
                     let same = !changed
                         && known.as_ref().is_some_and(|local| {
@@ -428,6 +441,9 @@ struct Policies {
     successors: HashMap<u64, Arc<Compiled>>,
     /// Namespaces where a policy came, went or selects other pods.
     reselect: HashSet<String>,
+    /// Whether any policy was compiled or went: sets may have fallen out
+    /// of use.
+    changed: bool,
 }
 
 /// Pods selected by the same compiled policies, with the same container

@@ -1,7 +1,9 @@
 //! The ruleset a [`super::Compiler`] keeps, changed in place: which local
 //! pod holds each address, which sets the allows name, and what changed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use super::sets::SetCache;

@@ -3,7 +3,9 @@
 //! or after the change) changed, and its id never changes while its
 //! definition stands.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use crate::policy::index::Index;
