@@ -82,7 +82,9 @@ impl PolicyTable {
     /// differ from the ruleset applied before (the compiler's
     /// [`Changes`]): only those entries are compared and laid out, so a
     /// change costs what it touches, not what the table holds. The
-    /// ruleset applied before must be the compiler's previous result.
+    /// ruleset applied before must be the compiler's previous result: a
+    /// compile whose changes were not applied (an error between the two)
+    /// is followed by [`Self::apply`] of a copy, which compares it all.
     pub fn apply_changes(&mut self, new: &Ruleset, changes: &Changes) -> Result<Applied, NftError> {
         if changes.all || self.applied.is_none() {
             return self.apply(new.clone());
