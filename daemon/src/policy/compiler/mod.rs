@@ -50,6 +50,7 @@ use sets::SetCache;
 /// namespace and name keeps it.
 pub fn compile(snapshot: &Snapshot, node: &str) -> Ruleset {
     let mut compiler = Compiler::new(node);
+    compiler.once = true;
     compiler.compile(snapshot);
     compiler.into_ruleset()
 }
@@ -57,8 +58,9 @@ pub fn compile(snapshot: &Snapshot, node: &str) -> Ruleset {
 /// A namespace, a name, and which of the objects of that name the snapshot
 /// lists (0 but for a snapshot that names two alike): what a pod or a
 /// policy is known by between compiles, in the order that decides which
-/// of two pods keeps an address they both claim.
-pub(crate) type Key = (String, String, u32);
+/// of two pods keeps an address they both claim. Shared, as several maps
+/// hold it.
+pub(crate) type Key = Arc<(String, String, u32)>;
 
 /// Which entries of the ruleset may differ from the previous compile's
 /// (any that do are listed; some listed may not differ).
@@ -75,6 +77,9 @@ pub struct Changes {
 /// [`compile`] for one node, again and again, at the cost of what changed.
 pub struct Compiler {
     node: String,
+    /// No compile follows ([`compile`]): nothing is kept only for the next
+    /// one.
+    once: bool,
     /// Compiles so far: what was seen in this one is marked with it.
     compiles: u64,
     generations: u64,
@@ -107,6 +112,7 @@ impl Compiler {
     pub fn new(node: &str) -> Self {
         Self {
             node: node.to_owned(),
+            once: false,
             compiles: 0,
             generations: 0,
             namespaces: BTreeMap::new(),
@@ -197,6 +203,11 @@ impl Compiler {
     /// as it was, and its place in the snapshot now.
     fn read_pods(&mut self, snapshot: &Snapshot, keys: &[Key]) -> Vec<PodChange> {
         let now = self.compiles;
+        if self.once {
+            // What changed matters only against a previous compile's sets
+            // and pods, and there are none.
+            return Vec::new();
+        }
         let mut changed = Vec::new();
         for (i, (key, pod)) in keys.iter().zip(&snapshot.pods).enumerate() {
             match self.pods.get_mut(key) {
@@ -479,7 +490,7 @@ fn keyed<'a>(names: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<Key> 
     names
         .map(|(ns, name)| {
             let count = seen.entry((ns, name)).or_default();
-            let key = (ns.clone(), name.clone(), *count);
+            let key = Arc::new((ns.clone(), name.clone(), *count));
             *count += 1;
             key
         })

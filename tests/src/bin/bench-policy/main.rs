@@ -5,7 +5,7 @@
 //! cargo build --release -p podnet-tests --bin bench-policy
 //! cargo run --release -p podnet-tests --bin bench-policy -- \
 //!     [--policies 1000] [--pods 5000] [--remote-pods 1000] [--namespaces 50] \
-//!     [--changes 200] [--scratch-changes 50] [--seconds 3] [--rounds 5] [--parts a,b] \
+//!     [--changes 200] [--scratch-changes 50] [--seconds 2] [--rounds 7] [--parts a,b] \
 //!     [--out FILE] [--quick]
 //! ```
 //!
@@ -98,11 +98,11 @@ struct Opts {
     #[arg(long, default_value_t = 5, value_parser = count(0..=1000))]
     warmup: usize,
     /// Seconds of connections per path, configuration and round [--quick: 1].
-    #[arg(long, default_value_t = 3, default_value_if("quick", "true", "1"),
+    #[arg(long, default_value_t = 2, default_value_if("quick", "true", "1"),
           value_parser = count(1..=600))]
     seconds: usize,
     /// Rounds of every path and configuration [--quick: 1].
-    #[arg(long, default_value_t = 5, default_value_if("quick", "true", "1"),
+    #[arg(long, default_value_t = 7, default_value_if("quick", "true", "1"),
           value_parser = count(1..=100))]
     rounds: usize,
     /// The parts to run: a (change -> enforced), b (connections per

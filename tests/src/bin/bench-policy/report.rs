@@ -225,6 +225,31 @@ fn median_rate(run: &Results, path: Path, config: Config) -> Option<f64> {
     v.get(v.len().checked_sub(1)? / 2).copied()
 }
 
+/// The ratio with the policies to without in each round (the two ran
+/// within seconds of each other, so a change of load weighs on both):
+/// their median and range.
+fn paired(run: &Results, path: Path) -> String {
+    let rate = |round: usize, config: Config| {
+        (run.rates.iter())
+            .find(|(r, p, c, _)| *r == round && *p == path && *c == config)
+            .map(|(_, _, _, rate)| rate.per_sec())
+    };
+    let rounds = run
+        .rates
+        .iter()
+        .map(|(r, _, _, _)| *r + 1)
+        .max()
+        .unwrap_or(0);
+    let mut v: Vec<f64> = (0..rounds)
+        .filter_map(|r| ratio(rate(r, Config::Policies)?, rate(r, Config::NoPolicies)?))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    match (v.first(), v.get(v.len().saturating_sub(1) / 2), v.last()) {
+        (Some(lo), Some(mid), Some(hi)) => format!("{mid:.2} ({lo:.2}-{hi:.2})"),
+        _ => "-".into(),
+    }
+}
+
 fn config_name(c: Config, policies: usize) -> String {
     match c {
         Config::NoTable => "no table".into(),
@@ -243,7 +268,9 @@ fn section_conns(md: &mut Markdown, opts: &Opts, run: &Results) {
          policies*: podnet's table for the same pods and no policy (conntrack, empty verdict \
          maps); *{} policies*: the pods isolated, each new connection's first packet through \
          the client's egress and the server's ingress chain. With the policies, a port no \
-         policy allows was checked to be dropped on every path first.",
+         policy allows was checked to be dropped on every path first. *slow connects*: \
+         connects that took over 100 ms in all the path's runs (a SYN lost and sent again a \
+         second later; *failed*: none within 1 s), which weigh on that run's rate.",
         opts.seconds, opts.rounds, run.sizes.policies
     ));
     let n = run.sizes.policies;
@@ -253,16 +280,17 @@ fn section_conns(md: &mut Markdown, opts: &Opts, run: &Results) {
         &config_name(Config::NoPolicies, n),
         &config_name(Config::Policies, n),
         &format!("{n} / 0 policies"),
+        "per round: median (range)",
+        "slow connects",
         "failed connects",
     ])
-    .align("lrrrrr");
+    .align("lrrrrrrr");
     for path in PATHS {
         let rate = |c| median_rate(run, path, c);
         let cell = |c| rate(c).map_or("-".into(), |v| format!("{v:.0}"));
-        let errors: usize = (run.rates.iter())
-            .filter(|(_, p, _, _)| *p == path)
-            .map(|(_, _, _, r)| r.errors)
-            .sum();
+        let runs = || run.rates.iter().filter(|(_, p, _, _)| *p == path);
+        let errors: usize = runs().map(|(_, _, _, r)| r.errors).sum();
+        let slow: usize = runs().map(|(_, _, _, r)| r.slow).sum();
         let with = rate(Config::Policies);
         let without = rate(Config::NoPolicies);
         t.row([
@@ -271,6 +299,8 @@ fn section_conns(md: &mut Markdown, opts: &Opts, run: &Results) {
             cell(Config::NoPolicies),
             cell(Config::Policies),
             fmt_ratio(with.zip(without).and_then(|(a, b)| ratio(a, b))),
+            paired(run, path),
+            slow.to_string(),
             errors.to_string(),
         ]);
     }
