@@ -3,7 +3,9 @@
 //! in the core; [`convert`] is the only door from `k8s-openapi`.
 //!
 //! [`compile`] turns a [`Snapshot`] into a [`Ruleset`] for the pods of one
-//! node. Each node enforces the ingress *and* the egress of its own pods, so
+//! node. A [`Compiler`] does the same again and again, keeping what it
+//! worked out, so a change costs what it touches; it says which entries
+//! changed ([`Changes`]), which the kernel side applies alone. Each node enforces the ingress *and* the egress of its own pods, so
 //! traffic between nodes is checked at both ends and no node needs another
 //! node's rules. [`explain`] answers "may this pod reach that one, and
 //! why", evaluating the model directly; the tests hold it to agree with
@@ -59,8 +61,8 @@
 //! definitions share one set, and pods coming and going change a set's
 //! elements, never the rules that name it.
 
+mod compiler;
 pub mod convert;
-mod engine;
 mod explain;
 mod index;
 mod interval;
@@ -70,7 +72,7 @@ mod ports;
 pub mod ruleset;
 mod selector;
 
-pub use engine::compile;
+pub use compiler::{compile, Changes, Compiler};
 pub use explain::{explain, Decision, ExplainError, Explanation, Verdict};
 pub use model::{
     ContainerPort, LabelSelector, Namespace, NetworkPolicy, Operator, Peer, Pod, PolicyType,
@@ -80,5 +82,6 @@ pub use ruleset::{
     Allow, PeerSet, PeerSetId, Peers, PodRef, PodRules, PolicyRef, PortMatch, Ruleset,
 };
 
+// The kernel side's tests drive the compiler with the random snapshots.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -56,7 +56,7 @@ impl Pod {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContainerPort {
     pub name: Option<String>,
     pub port: u16,

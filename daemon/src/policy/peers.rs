@@ -2,46 +2,13 @@
 //! definition and shared by every rule (of any pod, policy or direction)
 //! that defines the same peers.
 
-use std::collections::BTreeMap;
-
 use super::index::Index;
 use super::model::{LabelSelector, Peer};
-use super::ruleset::{PeerSet, PeerSetId};
-
-/// The sets handed out so far, by definition.
-#[derive(Default)]
-pub(crate) struct PeerSets {
-    by_definition: BTreeMap<String, PeerSetId>,
-    sets: BTreeMap<PeerSetId, PeerSet>,
-}
-
-impl PeerSets {
-    /// The id of the set `definition` names, resolving it (once) with
-    /// `resolve`.
-    pub fn intern(&mut self, definition: String, resolve: impl FnOnce() -> PeerSet) -> PeerSetId {
-        if let Some(id) = self.by_definition.get(&definition) {
-            return *id;
-        }
-        // Two definitions with one hash: the later one takes the next free
-        // id. Ids then depend on what else the node holds, but only after
-        // a 64-bit collision.
-        let mut id = PeerSetId(fnv1a(definition.as_bytes()));
-        while self.sets.contains_key(&id) {
-            id = PeerSetId(id.0.wrapping_add(1));
-        }
-        self.sets.insert(id, resolve());
-        self.by_definition.insert(definition, id);
-        id
-    }
-
-    pub fn into_sets(self) -> BTreeMap<PeerSetId, PeerSet> {
-        self.sets
-    }
-}
+use super::ruleset::PeerSet;
 
 /// FNV-1a: stable across builds and platforms (std's hasher is not), and
 /// ample for naming sets.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

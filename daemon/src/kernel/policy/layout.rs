@@ -22,6 +22,9 @@ pub(super) struct Layout {
     /// Per verdict map (see [`MAPS`]): each isolated address and the chain
     /// its packets jump to.
     pub maps: BTreeMap<&'static str, BTreeMap<IpAddr, String>>,
+    /// Each pod's addresses in the ruleset, ascending: what a change to
+    /// one of them lays out again.
+    pub pods: BTreeMap<PodRef, Vec<IpAddr>>,
 }
 
 /// The four verdict maps: direction, and whether keyed by IPv6.
@@ -57,20 +60,130 @@ impl Layout {
                 .iter()
                 .map(|&(d, v6)| (names::vmap(d, v6), BTreeMap::new()))
                 .collect(),
+            pods: BTreeMap::new(),
         };
-        let versions = versions_by_pod(ruleset);
-        for (ip, pod) in &ruleset.pods {
+        for (pod, ips) in pods_of(ruleset) {
+            layout.add_pod(table, ruleset, pod, &ips);
+        }
+        layout
+    }
+
+    /// The layout of `new`, from this one (the layout of `old`) and the
+    /// entries and sets that may differ between them; returns the parts
+    /// that changed, as they were and as they are, for [`super::render::diff`].
+    pub fn patch(
+        &mut self,
+        table: &Table,
+        old: &Ruleset,
+        new: &Ruleset,
+        pods: &BTreeSet<IpAddr>,
+        sets: &BTreeSet<PeerSetId>,
+    ) -> (Layout, Layout) {
+        let mut affected: BTreeSet<&PodRef> = BTreeSet::new();
+        for ip in pods {
+            affected.extend(old.pods.get(ip).map(|r| &r.pod));
+            affected.extend(new.pods.get(ip).map(|r| &r.pod));
+        }
+        let mut before = Layout::default();
+        let mut after = Layout::default();
+        let mut gained: BTreeMap<&PodRef, Vec<IpAddr>> = BTreeMap::new();
+        for pod in &affected {
+            let ips = self.pods.remove(*pod).unwrap_or_default();
+            for ip in &ips {
+                self.move_address(&mut before, *ip);
+            }
+            for direction in [PolicyType::Ingress, PolicyType::Egress] {
+                let names = std::iter::once(names::pod_chain(direction, pod)).chain(
+                    ips.iter()
+                        .map(|ip| names::address_chain(direction, pod, *ip)),
+                );
+                for name in names {
+                    if let Some(chain) = self.chains.remove(&name) {
+                        before.chains.insert(name, chain);
+                    }
+                }
+            }
+            // What the pod keeps: its addresses whose entries did not change.
+            let kept = ips.into_iter().filter(|ip| !pods.contains(ip));
+            gained.entry(*pod).or_default().extend(kept);
+        }
+        for ip in pods {
+            if let Some(rules) = new.pods.get(ip) {
+                gained.entry(&rules.pod).or_default().push(*ip);
+            }
+        }
+        for (pod, mut ips) in gained {
+            ips.sort_unstable();
+            ips.dedup();
+            self.add_pod(table, new, pod, &ips);
+            for ip in &ips {
+                after.copy_address(self, *ip);
+            }
+            for direction in [PolicyType::Ingress, PolicyType::Egress] {
+                let names = std::iter::once(names::pod_chain(direction, pod)).chain(
+                    ips.iter()
+                        .map(|ip| names::address_chain(direction, pod, *ip)),
+                );
+                for name in names {
+                    if let Some(chain) = self.chains.get(&name) {
+                        after.chains.insert(name, chain.clone());
+                    }
+                }
+            }
+        }
+        for id in sets {
+            if let Some(set) = self.sets.remove(id) {
+                before.sets.insert(*id, set);
+            }
+            if let Some(set) = new.peer_sets.get(id) {
+                self.sets.insert(*id, set.clone());
+                after.sets.insert(*id, set.clone());
+            }
+        }
+        (before, after)
+    }
+
+    /// Lays out one pod's entries, `ips` ascending (all its addresses in
+    /// `ruleset`).
+    fn add_pod(&mut self, table: &Table, ruleset: &Ruleset, pod: &PodRef, ips: &[IpAddr]) {
+        let versions = Versions {
+            v4: ips.iter().any(IpAddr::is_ipv4),
+            v6: ips.iter().any(IpAddr::is_ipv6),
+        };
+        for ip in ips {
+            let Some(rules) = ruleset.pods.get(ip) else {
+                continue;
+            };
             let both = [
-                (PolicyType::Ingress, &pod.ingress),
-                (PolicyType::Egress, &pod.egress),
+                (PolicyType::Ingress, &rules.ingress),
+                (PolicyType::Egress, &rules.egress),
             ];
             for (direction, allows) in both {
                 let Some(allows) = allows else { continue };
-                let v = versions.get(&pod.pod).copied().unwrap_or_default();
-                layout.isolate(table, *ip, &pod.pod, direction, allows, v);
+                self.isolate(table, *ip, pod, direction, allows, versions);
             }
         }
-        layout
+        if !ips.is_empty() {
+            self.pods.insert(pod.clone(), ips.to_vec());
+        }
+    }
+
+    /// Moves `ip`'s map elements from this layout to `to`.
+    fn move_address(&mut self, to: &mut Layout, ip: IpAddr) {
+        for (map, elems) in &mut self.maps {
+            if let Some(chain) = elems.remove(&ip) {
+                to.maps.entry(*map).or_default().insert(ip, chain);
+            }
+        }
+    }
+
+    /// Copies `ip`'s map elements from `from`.
+    fn copy_address(&mut self, from: &Layout, ip: IpAddr) {
+        for (map, elems) in &from.maps {
+            if let Some(chain) = elems.get(&ip) {
+                self.maps.entry(*map).or_default().insert(ip, chain.clone());
+            }
+        }
     }
 
     /// Gives `ip` (of `pod`) a chain of `allows` in `direction`: the pod's
@@ -114,12 +227,11 @@ impl Versions {
     }
 }
 
-fn versions_by_pod(ruleset: &Ruleset) -> BTreeMap<&PodRef, Versions> {
-    let mut out: BTreeMap<&PodRef, Versions> = BTreeMap::new();
+/// Each pod of the ruleset with its addresses, ascending.
+fn pods_of(ruleset: &Ruleset) -> BTreeMap<&PodRef, Vec<IpAddr>> {
+    let mut out: BTreeMap<&PodRef, Vec<IpAddr>> = BTreeMap::new();
     for (ip, rules) in &ruleset.pods {
-        let v = out.entry(&rules.pod).or_default();
-        v.v4 |= ip.is_ipv4();
-        v.v6 |= ip.is_ipv6();
+        out.entry(&rules.pod).or_default().push(*ip);
     }
     out
 }

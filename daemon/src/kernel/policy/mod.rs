@@ -71,7 +71,13 @@
 //! [`full`] replaces the table whole in one transaction (start, periodic
 //! resync; anything stale goes with it). [`diff`] sends only the changes,
 //! in one transaction. [`PolicyTable`] holds the ruleset last applied and
-//! picks between them.
+//! its layout, and picks between them. A change is laid out again only for
+//! the pods whose entries differ (their chains and map elements) and the
+//! sets that differ: with thousands of pods, laying out and comparing the
+//! whole table took far longer than the change. [`PolicyTable::apply`]
+//! finds those entries by comparing the rulesets;
+//! [`PolicyTable::apply_changes`] is told them by the policy
+//! [`crate::policy::Compiler`], so a change costs what it touches.
 //!
 //! Everything works in the calling thread's network namespace.
 
@@ -84,6 +90,8 @@ mod table;
 mod tests;
 #[cfg(test)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_patch;
 
 pub use names::{FORWARD, INPUT, TABLE};
 pub use table::{ensure_bridge_netfilter, Applied, Counter, PodCounters, PolicyTable, TableSize};

@@ -1,11 +1,14 @@
 //! [`PolicyTable`]: the ruleset last applied, and keeping the kernel's
 //! table in step with it.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
 use super::layout::{Layout, PodChain};
 use super::{render, table, BRIDGE_NF_KEYS};
 use crate::kernel::nft::{list_rules, ListedRule, NftError, Transaction};
 use crate::kernel::sysctl;
-use crate::policy::{PodRef, PolicyRef, PolicyType, Ruleset};
+use crate::policy::{Changes, PeerSetId, PodRef, PolicyRef, PolicyType, Ruleset};
 
 /// podnet's policy table in the calling thread's network namespace, and
 /// the ruleset it holds. Every method works in the namespace of the
@@ -89,25 +92,70 @@ impl PolicyTable {
 
     /// Makes the kernel hold `new`: only the changes when a ruleset was
     /// applied before, else (and when the changes fail) the whole table.
+    /// What changed is found by comparing every entry with the ruleset
+    /// applied; [`Self::apply_changes`] is told instead.
     pub fn apply(&mut self, new: Ruleset) -> Result<Applied, NftError> {
-        let t = table();
-        let layout = Layout::new(&new, &t);
-        let Some((_, old)) = &self.applied else {
+        let Some((old, _)) = &self.applied else {
+            let layout = Layout::new(&new, &table());
             return self.replace(new, layout, None);
         };
-        let Some(tx) = render::diff(old, &layout, &t) else {
-            self.applied = Some((new, layout));
+        let (pods, sets) = differences(old, &new);
+        self.apply_parts(New::Whole(new), &pods, &sets)
+    }
+
+    /// Makes the kernel hold `new`, as [`Self::apply`] does, given what may
+    /// differ from the ruleset applied before (the compiler's
+    /// [`Changes`]): only those entries are compared and laid out, so a
+    /// change costs what it touches, not what the table holds. The
+    /// ruleset applied before must be the compiler's previous result: a
+    /// compile whose changes were not applied (an error between the two)
+    /// is followed by [`Self::apply`] of a copy, which compares it all.
+    pub fn apply_changes(&mut self, new: &Ruleset, changes: &Changes) -> Result<Applied, NftError> {
+        if changes.all || self.applied.is_none() {
+            return self.apply(new.clone());
+        }
+        self.apply_parts(New::Changed(new), &changes.pods, &changes.sets)
+    }
+
+    /// The diff of the entries `pods` and the sets `sets` (all that may
+    /// differ), committed; the whole table when that fails.
+    fn apply_parts(
+        &mut self,
+        new: New<'_>,
+        pods: &BTreeSet<IpAddr>,
+        sets: &BTreeSet<PeerSetId>,
+    ) -> Result<Applied, NftError> {
+        let Some((mut ruleset, mut layout)) = self.applied.take() else {
+            return Ok(Applied::Unchanged);
+        };
+        let t = table();
+        // Laying out a quarter of the entries again costs more than laying
+        // out all of them afresh and comparing whole layouts.
+        let relayout = pods.len() > ruleset.pods.len() / 4 + 16;
+        let tx = if relayout {
+            ruleset = new.into_ruleset(ruleset, pods, sets);
+            let next = Layout::new(&ruleset, &t);
+            let tx = render::diff(&layout, &next, &t);
+            layout = next;
+            tx
+        } else {
+            let (before, after) = layout.patch(&t, &ruleset, new.ruleset(), pods, sets);
+            ruleset = new.into_ruleset(ruleset, pods, sets);
+            render::diff(&before, &after, &t)
+        };
+        let Some(tx) = tx else {
+            self.applied = Some((ruleset, layout));
             return Ok(Applied::Unchanged);
         };
         let messages = tx.len();
         match tx.commit() {
             Ok(()) => {
-                self.applied = Some((new, layout));
+                self.applied = Some((ruleset, layout));
                 Ok(Applied::Changed { messages })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "policy diff failed, replacing the table");
-                self.replace(new, layout, Some(e))
+                self.replace(ruleset, layout, Some(e))
             }
         }
     }
@@ -196,6 +244,75 @@ impl PolicyTable {
             out.push(pod);
         }
         Ok(out)
+    }
+}
+
+/// The ruleset to apply: whole, or (with what may differ) the compiler's.
+enum New<'a> {
+    Whole(Ruleset),
+    Changed(&'a Ruleset),
+}
+
+impl New<'_> {
+    fn ruleset(&self) -> &Ruleset {
+        match self {
+            New::Whole(r) => r,
+            New::Changed(r) => r,
+        }
+    }
+
+    /// The new ruleset, owned: `applied` (the ruleset before) with the
+    /// entries that may differ copied in, when it is not whole.
+    fn into_ruleset(
+        self,
+        mut applied: Ruleset,
+        pods: &BTreeSet<IpAddr>,
+        sets: &BTreeSet<PeerSetId>,
+    ) -> Ruleset {
+        match self {
+            New::Whole(r) => r,
+            New::Changed(r) => {
+                copy_entries(&mut applied, r, pods, sets);
+                applied
+            }
+        }
+    }
+}
+
+/// The entries and sets that differ between `old` and `new`.
+fn differences(old: &Ruleset, new: &Ruleset) -> (BTreeSet<IpAddr>, BTreeSet<PeerSetId>) {
+    fn differ<K: Ord + Copy, V: PartialEq>(
+        old: &BTreeMap<K, V>,
+        new: &BTreeMap<K, V>,
+    ) -> BTreeSet<K> {
+        let gone = old.keys().filter(|k| !new.contains_key(*k));
+        let changed = new.iter().filter(|(k, v)| old.get(*k) != Some(*v));
+        gone.copied().chain(changed.map(|(k, _)| *k)).collect()
+    }
+    (
+        differ(&old.pods, &new.pods),
+        differ(&old.peer_sets, &new.peer_sets),
+    )
+}
+
+/// `pods` and `sets` of `ruleset` made `new`'s.
+fn copy_entries(
+    ruleset: &mut Ruleset,
+    new: &Ruleset,
+    pods: &BTreeSet<IpAddr>,
+    sets: &BTreeSet<PeerSetId>,
+) {
+    for ip in pods {
+        match new.pods.get(ip) {
+            Some(rules) => ruleset.pods.insert(*ip, rules.clone()),
+            None => ruleset.pods.remove(ip),
+        };
+    }
+    for id in sets {
+        match new.peer_sets.get(id) {
+            Some(set) => ruleset.peer_sets.insert(*id, set.clone()),
+            None => ruleset.peer_sets.remove(id),
+        };
     }
 }
 

@@ -6,7 +6,9 @@
 mod convert;
 mod explain;
 mod fixture;
+pub(crate) mod incremental;
 mod intervals;
+mod reference;
 mod scale;
 mod selectors;
 mod truth_basic;

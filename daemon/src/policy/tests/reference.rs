@@ -1,25 +1,177 @@
-//! [`compile`]: the snapshot to the rules of one node's pods.
+//! The engine as it was first written (a scan of every pod and policy,
+//! nothing kept between compiles), kept as the oracle the compiler is held
+//! to on random snapshots.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::index::Index;
-use super::model::{NetworkPolicy, Peer, Pod, PolicyType, PortSpec, Protocol, Rule, Snapshot};
-use super::peers::{self, PeerSets};
-use super::ports;
-use super::ruleset::{
+use crate::policy::model::{
+    LabelSelector, Labels, Namespace, NetworkPolicy, Peer, Pod, PolicyType, PortSpec, Protocol,
+    Rule, Snapshot,
+};
+use crate::policy::peers::{self, fnv1a};
+use crate::policy::ports;
+use crate::policy::ruleset::{
     Allow, PeerSet, PeerSetId, Peers, PodRef, PodRules, PolicyRef, PortMatch, Ruleset,
 };
 
-/// The rules that enforce every policy on the pods of `node`: their
-/// ingress and their egress both, so the node needs no other node's rules.
-/// Deterministic: the same snapshot gives the same ruleset, whatever the
-/// order of its lists.
-///
-/// hostNetwork pods and pods without an address get no rules (see the
-/// module docs); should two pods claim one address, the first by
-/// namespace and name keeps it.
-pub fn compile(snapshot: &Snapshot, node: &str) -> Ruleset {
+#[derive(Default)]
+struct PeerSets {
+    by_definition: BTreeMap<String, PeerSetId>,
+    sets: BTreeMap<PeerSetId, PeerSet>,
+}
+
+impl PeerSets {
+    fn intern(&mut self, definition: String, resolve: impl FnOnce() -> PeerSet) -> PeerSetId {
+        if let Some(id) = self.by_definition.get(&definition) {
+            return *id;
+        }
+        let mut id = PeerSetId(fnv1a(definition.as_bytes()));
+        while self.sets.contains_key(&id) {
+            id = PeerSetId(id.0.wrapping_add(1));
+        }
+        self.sets.insert(id, resolve());
+        self.by_definition.insert(definition, id);
+        id
+    }
+}
+
+fn resolve(index: &Index<'_>, policy_ns: &str, peers: &[Peer]) -> PeerSet {
+    let mut set = PeerSet::default();
+    for peer in peers {
+        match peer {
+            Peer::Pods {
+                namespace_selector,
+                pod_selector,
+            } => {
+                let pods = index.peer_pods(
+                    policy_ns,
+                    namespace_selector.as_ref(),
+                    pod_selector.as_ref(),
+                );
+                for pod in pods {
+                    for ip in &pod.ips {
+                        set.push_addr(*ip);
+                    }
+                }
+            }
+            Peer::IpBlock { cidr, except } => set.extend(peers::block(*cidr, except)),
+        }
+    }
+    set.merged()
+}
+
+struct Index<'a> {
+    namespaces: BTreeMap<&'a str, &'a Namespace>,
+    /// Only pods selectors may match ([`Pod::is_selectable`]).
+    selectable: BTreeMap<&'a str, Vec<&'a Pod>>,
+    /// With their place in the snapshot, which names them while compiling.
+    policies: BTreeMap<&'a str, Vec<(usize, &'a NetworkPolicy)>>,
+    pods: BTreeMap<(&'a str, &'a str), &'a Pod>,
+}
+
+impl<'a> Index<'a> {
+    fn new(snapshot: &'a Snapshot) -> Self {
+        let mut index = Self {
+            namespaces: BTreeMap::new(),
+            selectable: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            pods: BTreeMap::new(),
+        };
+        for ns in &snapshot.namespaces {
+            index.namespaces.insert(&ns.name, ns);
+        }
+        for pod in &snapshot.pods {
+            index.pods.insert((&pod.namespace, &pod.name), pod);
+            if pod.is_selectable() {
+                index
+                    .selectable
+                    .entry(&pod.namespace)
+                    .or_default()
+                    .push(pod);
+            }
+        }
+        for (i, policy) in snapshot.policies.iter().enumerate() {
+            index
+                .policies
+                .entry(&policy.namespace)
+                .or_default()
+                .push((i, policy));
+        }
+        index
+    }
+
+    /// The policies of the pod's namespace whose pod selector matches it.
+    fn selecting<'s>(
+        &'s self,
+        pod: &'s Pod,
+    ) -> impl Iterator<Item = (usize, &'a NetworkPolicy)> + 's {
+        self.policies
+            .get(pod.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|(_, p)| p.pod_selector.matches(&pod.labels))
+    }
+
+    fn all_selectable(&self) -> impl Iterator<Item = &'a Pod> + '_ {
+        self.selectable.values().flatten().copied()
+    }
+
+    /// The selectable pods of a `Pods` peer of a policy in `policy_ns`.
+    fn peer_pods(
+        &self,
+        policy_ns: &str,
+        namespace_selector: Option<&LabelSelector>,
+        pod_selector: Option<&LabelSelector>,
+    ) -> Vec<&'a Pod> {
+        let in_scope: Vec<&Vec<&'a Pod>> = match namespace_selector {
+            None => self.selectable.get(policy_ns).into_iter().collect(),
+            Some(sel) => self
+                .selectable
+                .iter()
+                .filter(|(ns, _)| self.namespace_matches(ns, sel))
+                .map(|(_, pods)| pods)
+                .collect(),
+        };
+        in_scope
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|pod| pod_selector.is_none_or(|sel| sel.matches(&pod.labels)))
+            .collect()
+    }
+
+    /// Whether a `Pods` peer of a policy in `policy_ns` matches `pod`.
+    fn peer_matches(
+        &self,
+        policy_ns: &str,
+        namespace_selector: Option<&LabelSelector>,
+        pod_selector: Option<&LabelSelector>,
+        pod: &Pod,
+    ) -> bool {
+        let namespace_ok = match namespace_selector {
+            None => pod.namespace == policy_ns,
+            Some(sel) => self.namespace_matches(&pod.namespace, sel),
+        };
+        pod.is_selectable()
+            && namespace_ok
+            && pod_selector.is_none_or(|sel| sel.matches(&pod.labels))
+    }
+
+    /// A namespace the snapshot does not hold (yet) has no labels to match
+    /// and is matched by no selector, not even the empty one: the peer
+    /// then allows less until it arrives, never more.
+    fn namespace_matches(&self, name: &str, selector: &LabelSelector) -> bool {
+        self.labels(name)
+            .is_some_and(|labels| selector.matches(labels))
+    }
+
+    fn labels(&self, namespace: &str) -> Option<&'a Labels> {
+        self.namespaces.get(namespace).map(|ns| &ns.labels)
+    }
+}
+pub(crate) fn compile(snapshot: &Snapshot, node: &str) -> Ruleset {
     let mut local: Vec<&Pod> = snapshot
         .pods
         .iter()
@@ -57,7 +209,7 @@ fn used_sets(sets: PeerSets, pods: &BTreeMap<IpAddr, PodRules>) -> BTreeMap<Peer
             Peers::Set(id) => Some(id),
         })
         .collect();
-    let mut sets = sets.into_sets();
+    let mut sets = sets.sets;
     sets.retain(|id, _| used.contains(id));
     sets
 }
@@ -151,9 +303,10 @@ impl<'a> Compiler<'a> {
             return Peers::Any;
         }
         let index = &self.index;
-        Peers::Set(self.sets.intern(peers::definition(ns, peers), || {
-            peers::resolve(index, ns, peers)
-        }))
+        Peers::Set(
+            self.sets
+                .intern(peers::definition(ns, peers), || resolve(index, ns, peers)),
+        )
     }
 
     /// Numeric ports against the rule's peers; each named port against
