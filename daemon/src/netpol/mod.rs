@@ -55,7 +55,7 @@ pub use report::{DirectionState, PodState};
 use crate::kernel::policy::PolicyTable;
 use crate::metrics::Metrics;
 use crate::nodenet::NodeNet;
-use crate::policy::Snapshot;
+use crate::policy::{Compiler, Snapshot};
 use admitted::Admitted;
 use cache::Cache;
 
@@ -89,9 +89,13 @@ pub struct PolicyAgent {
 
 /// The kernel side: the table, and what the metrics need from the last
 /// sync.
-#[derive(Default)]
 struct Kernel {
     table: PolicyTable,
+    /// Keeps what it worked out between syncs: a sync costs what changed.
+    compiler: Compiler,
+    /// The compiler's last changes were not applied (a failed sync): the
+    /// next apply compares the whole ruleset.
+    unapplied: bool,
     /// The snapshot the table was compiled from: what `explain` and the
     /// pods' state are answered from, so they say what is enforced.
     snapshot: Arc<Snapshot>,
@@ -101,6 +105,20 @@ struct Kernel {
     left_out: Vec<String>,
     /// The API objects' conversions, kept between syncs.
     memos: cache::Memos,
+}
+
+impl Kernel {
+    fn new(node: &str) -> Self {
+        Self {
+            table: PolicyTable::new(),
+            compiler: Compiler::new(node),
+            unapplied: false,
+            snapshot: Arc::default(),
+            last_counts: Default::default(),
+            left_out: Vec::new(),
+            memos: Default::default(),
+        }
+    }
 }
 
 /// The last sync: the requests it served, and how it ended.
@@ -122,13 +140,13 @@ impl PolicyAgent {
     ) -> Arc<Self> {
         let wake = Arc::new(Notify::new());
         let agent = Arc::new(Self {
-            node,
             nodenet,
             metrics,
             cache: Cache::start(client, wake.clone()),
             allocated,
             admitted: Mutex::default(),
-            kernel: Mutex::default(),
+            kernel: Mutex::new(Kernel::new(&node)),
+            node,
             requested: AtomicU64::new(0),
             synced: watch::Sender::new(Synced::default()),
             wake,

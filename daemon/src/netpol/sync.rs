@@ -11,7 +11,7 @@ use tokio::time::MissedTickBehavior;
 use super::{lock, PolicyAgent, PolicyError, Synced};
 use crate::kernel::nft::NftError;
 use crate::kernel::policy::Applied;
-use crate::policy::{compile, PodRef, PolicyRef, PolicyType, Snapshot};
+use crate::policy::{PodRef, PolicyRef, PolicyType, Snapshot};
 
 /// How often the table's counters are read into the metrics.
 const COUNTER_PERIOD: Duration = Duration::from_secs(10);
@@ -57,22 +57,33 @@ impl PolicyAgent {
     fn sync(&self, whole: bool) -> Result<(), PolicyError> {
         let started = Instant::now();
         let snapshot = self.snapshot();
-        let ruleset = compile(&snapshot, &self.node);
         if whole {
             // A replace starts the counters again: count what they hold.
             self.read_counters();
         }
-        let mut kernel = lock(&self.kernel);
+        let mut guard = lock(&self.kernel);
+        let kernel = &mut *guard;
+        kernel.compiler.compile(&snapshot);
+        let (ruleset, changes) = (kernel.compiler.ruleset(), kernel.compiler.changes());
+        let unapplied = kernel.unapplied;
         let table = &mut kernel.table;
         let outcome = self.nodenet.change(|| {
             self.nodenet.run(|| {
-                let applied = table.apply(ruleset)?;
+                let applied = if unapplied {
+                    table.apply(ruleset.clone())?
+                } else {
+                    table.apply_changes(ruleset, changes)?
+                };
                 if whole && !matches!(applied, Applied::Replaced { .. }) {
                     table.resync()?;
                 }
                 Ok::<_, NftError>(applied)
             })
         });
+        // Until an apply succeeds, the compiler's changes since the table's
+        // last apply are not all in its last `changes`.
+        kernel.unapplied = !matches!(outcome, Some(Ok(Ok(_))));
+        let mut kernel = guard;
         let applied = match outcome {
             None => return Err(PolicyError::Retired),
             Some(Err(e)) => return Err(PolicyError::Kernel(e.to_string())),
