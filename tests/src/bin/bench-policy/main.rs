@@ -5,7 +5,7 @@
 //! cargo build --release -p podnet-tests --bin bench-policy
 //! cargo run --release -p podnet-tests --bin bench-policy -- \
 //!     [--policies 1000] [--pods 5000] [--remote-pods 1000] [--namespaces 50] \
-//!     [--changes 200] [--scratch-changes 50] [--seconds 2] [--rounds 7] [--parts a,b] \
+//!     [--changes 200] [--scratch-changes 50] [--seconds 2] [--rounds 15] [--parts a,b] \
 //!     [--out FILE] [--quick]
 //! ```
 //!
@@ -102,7 +102,7 @@ struct Opts {
           value_parser = count(1..=600))]
     seconds: usize,
     /// Rounds of every path and configuration [--quick: 1].
-    #[arg(long, default_value_t = 7, default_value_if("quick", "true", "1"),
+    #[arg(long, default_value_t = 15, default_value_if("quick", "true", "1"),
           value_parser = count(1..=100))]
     rounds: usize,
     /// The parts to run: a (change -> enforced), b (connections per

@@ -74,14 +74,13 @@ fn p(v: &[Duration], q: f64) -> String {
 }
 
 /// The worst path's ratio of connections per second with the policies to
-/// without (the table for no policies), medians of the rounds.
+/// without (the table for no policies): the median of each round's ratio.
 fn worst_ratio(run: &Results) -> Option<(Path, f64)> {
     PATHS
         .iter()
         .filter_map(|path| {
-            let with = median_rate(run, *path, Config::Policies)?;
-            let without = median_rate(run, *path, Config::NoPolicies)?;
-            ratio(with, without).map(|r| (*path, r))
+            let v = paired_ratios(run, *path);
+            v.get(v.len().checked_sub(1)? / 2).map(|r| (*path, *r))
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
@@ -104,7 +103,8 @@ fn targets(md: &mut Markdown, run: &Results) {
     if let Some((path, r)) = worst_ratio(run) {
         t.row([
             format!(
-                "new connections/s with {} policies within 10 % of none (worst path)",
+                "new connections/s with {} policies within 10 % of none (worst path, median \
+                 of the rounds' ratios)",
                 run.sizes.policies
             ),
             format!("{r:.2} ({})", path.describe()),
@@ -226,9 +226,9 @@ fn median_rate(run: &Results, path: Path, config: Config) -> Option<f64> {
 }
 
 /// The ratio with the policies to without in each round (the two ran
-/// within seconds of each other, so a change of load weighs on both):
-/// their median and range.
-fn paired(run: &Results, path: Path) -> String {
+/// within seconds of each other, so a change of load weighs on both),
+/// sorted.
+fn paired_ratios(run: &Results, path: Path) -> Vec<f64> {
     let rate = |round: usize, config: Config| {
         (run.rates.iter())
             .find(|(r, p, c, _)| *r == round && *p == path && *c == config)
@@ -244,6 +244,12 @@ fn paired(run: &Results, path: Path) -> String {
         .filter_map(|r| ratio(rate(r, Config::Policies)?, rate(r, Config::NoPolicies)?))
         .collect();
     v.sort_by(f64::total_cmp);
+    v
+}
+
+/// [`paired_ratios`]: their median and range.
+fn paired(run: &Results, path: Path) -> String {
+    let v = paired_ratios(run, path);
     match (v.first(), v.get(v.len().saturating_sub(1) / 2), v.last()) {
         (Some(lo), Some(mid), Some(hi)) => format!("{mid:.2} ({lo:.2}-{hi:.2})"),
         _ => "-".into(),
