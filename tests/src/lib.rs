@@ -21,6 +21,7 @@ pub mod node;
 pub mod null_cni;
 pub mod pause;
 pub mod plugin;
+pub mod policy;
 pub mod reach;
 pub mod routed;
 

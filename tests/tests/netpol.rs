@@ -117,12 +117,7 @@ fn updates_and_deletions_are_enforced() {
         into_xa(|f, p| f.starts_with("y/") && p == cases::TCP81),
     )
     .unwrap();
-    let explained = cluster.explain("y/b", "x/a", "81/TCP");
-    assert!(explained.starts_with("ALLOW y/b"), "{explained}");
-    assert!(explained.contains("allowed by x/from-y"), "{explained}");
-    let explained = cluster.explain("z/b", "x/a", "81/TCP");
-    assert!(explained.starts_with("DENY z/b"), "{explained}");
-    assert!(explained.contains("isolated by x/from-y"), "{explained}");
+    explains_from_y(&cluster);
 
     // The policy now allows 80 instead.
     cluster.set_policies(&[policy(80)]);
@@ -181,6 +176,17 @@ fn updates_and_deletions_are_enforced() {
     assert!(list.contains("9 pods, 0 isolated"), "{list}");
 }
 
+/// `podnetd policy explain` names the policy that allows y/b and the one
+/// that isolates x/a from z/b.
+fn explains_from_y(cluster: &Cluster) {
+    let explained = cluster.explain("y/b", "x/a", "81/TCP");
+    assert!(explained.starts_with("ALLOW y/b"), "{explained}");
+    assert!(explained.contains("allowed by x/from-y"), "{explained}");
+    let explained = cluster.explain("z/b", "x/a", "81/TCP");
+    assert!(explained.starts_with("DENY z/b"), "{explained}");
+    assert!(explained.contains("isolated by x/from-y"), "{explained}");
+}
+
 /// 200 pods created one after another, probed from the moment their ADD
 /// returns: a pod in the deny-all namespace x is never reached and
 /// reaches nothing, though for half of them the API never learns the
@@ -225,23 +231,7 @@ fn new_pods_are_covered_from_their_first_packet() {
             let watcher_ns = &cluster.pod("y/watcher").netns;
             let violations = &violations;
             s.spawn(move || {
-                let (name, netns, ip) = (pod.name.clone(), &pod.netns, pod.ip);
-                let fault = if name.starts_with("z/") {
-                    let took = connect_time(netns, server);
-                    took.is_none_or(|t| t >= Duration::from_millis(900))
-                        .then(|| {
-                            format!(
-                                "{name} -> x/server: {took:?}; {}",
-                                netns.ip(&["-s", "link", "show", "eth0"])
-                            )
-                        })
-                } else if answered(watcher_ns, std::net::SocketAddr::new(ip, 80)) {
-                    Some(format!("y/watcher reached {name}"))
-                } else if answered(netns, watcher) {
-                    Some(format!("{name} reached y/watcher"))
-                } else {
-                    None
-                };
+                let fault = first_packet_fault(&pod, watcher_ns, server, watcher);
                 violations.lock().unwrap().extend(fault);
             });
         }
@@ -249,16 +239,9 @@ fn new_pods_are_covered_from_their_first_packet() {
     let violations = violations.into_inner().unwrap();
     assert!(
         violations.is_empty(),
-        "{} of 200: {violations:?}\n{}\n{}",
+        "{} of 200: {violations:?}\n{}",
         violations.len(),
-        cluster.list(),
-        [
-            cluster.node.exec("conntrack", &["-S"]),
-            cluster.pod("x/server").netns.exec("nstat", &["-az"]),
-            cluster.node.exec("ip", &["-s", "link"]),
-        ]
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .join("\n")
+        diagnostics(&cluster)
     );
     adds.sort();
     eprintln!(
@@ -276,6 +259,47 @@ fn new_pods_are_covered_from_their_first_packet() {
     harness::wait_for("x opened", Duration::from_secs(5), || {
         answered(&cluster.pod("y/watcher").netns, target)
     });
+}
+
+/// What went wrong for a pod just created, probed at once: a client (in
+/// z) must reach the server without a retransmission; any other pod (in
+/// deny-all x) must neither be reached by the watcher nor reach it.
+fn first_packet_fault(
+    pod: &harness::TestPod,
+    watcher_ns: &podnet_tests::netns::TestNetns,
+    server: std::net::SocketAddr,
+    watcher: std::net::SocketAddr,
+) -> Option<String> {
+    let (name, netns) = (&pod.name, &pod.netns);
+    if name.starts_with("z/") {
+        let took = connect_time(netns, server);
+        return took
+            .is_none_or(|t| t >= Duration::from_millis(900))
+            .then(|| {
+                let link = netns.ip(&["-s", "link", "show", "eth0"]);
+                format!("{name} -> x/server: {took:?}; {link}")
+            });
+    }
+    if answered(watcher_ns, std::net::SocketAddr::new(pod.ip, 80)) {
+        return Some(format!("y/watcher reached {name}"));
+    }
+    answered(netns, watcher).then(|| format!("{name} reached y/watcher"))
+}
+
+/// What the node says when a probe went wrong: each pod's policy state,
+/// conntrack's statistics, the server's TCP counters, the links' drops.
+fn diagnostics(cluster: &Cluster) -> String {
+    let state = cluster.list();
+    let outputs = [
+        cluster.node.exec("conntrack", &["-S"]),
+        cluster.pod("x/server").netns.exec("nstat", &["-az"]),
+        cluster.node.exec("ip", &["-s", "link"]),
+    ];
+    let text: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .collect();
+    format!("{state}\n{}", text.join("\n"))
 }
 
 /// How long a TCP connection from `from` to `to` took to establish.

@@ -5,33 +5,20 @@
 //! reads back as written, and now and then the two tables, listed by `nft`
 //! in two namespaces, are the same objects. No packet is sent.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use podnet_tests::netns::TestNetns;
+use podnet_tests::policy::{labels, sel};
 use podnet_tests::require_root;
 use podnet_tests::routed::nft;
 use podnetd::kernel::policy::PolicyTable;
 use podnetd::policy::{
-    compile, Compiler, ContainerPort, LabelSelector, Namespace, NetworkPolicy, Peer, Pod,
-    PolicyType, PortRef, PortSpec, Protocol, Rule, Snapshot,
+    compile, Compiler, ContainerPort, Namespace, NetworkPolicy, Peer, Pod, PolicyType, PortRef,
+    PortSpec, Protocol, Rule, Snapshot,
 };
 
 const NODE: &str = "n1";
 const APPS: [&str; 4] = ["web", "api", "db", "job"];
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    (pairs.iter())
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect()
-}
-
-fn sel(pairs: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: labels(pairs),
-        match_expressions: Vec::new(),
-    }
-}
 
 fn pod(k: u32) -> Pod {
     Pod {

@@ -7,7 +7,6 @@
 //! a connection already open outlives the allow that let it in.
 //! `nft` only observes. Everything happens in namespaces the tests create.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use podnet_tests::bridged::{pod_addrs, BridgedNode, GATEWAY4, REMOTE4, REMOTE6};
 use podnet_tests::net::{tcp_exchange, tcp_listen_at, udp_round_trip_to};
 use podnet_tests::netns::TestNetns;
+use podnet_tests::policy::{labels, sel};
 use podnet_tests::require_root;
 use podnet_tests::routed::{ip, nft};
 use podnetd::kernel::nft::{list_rules, list_tables, Chain, Transaction};
@@ -27,20 +27,6 @@ use podnetd::policy::{
 
 const NODE: &str = "n1";
 const WAIT: Duration = Duration::from_secs(3);
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect()
-}
-
-fn sel(pairs: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: labels(pairs),
-        match_expressions: Vec::new(),
-    }
-}
 
 /// A pod of `node` with the bridged addresses of `host` (or the remote's).
 fn pod(ns: &str, name: &str, node: &str, host: u8, app: &str) -> Pod {

@@ -99,6 +99,7 @@ fn egress_of_xa(name: &'static str, egress: Value, expect: Expect) -> Case {
 /// Every static case; `ips` holds each pod's address (for ipBlocks).
 pub fn all(ips: &HashMap<String, IpAddr>) -> Vec<Case> {
     let mut cases = isolation();
+    cases.extend(independence());
     cases.extend(selectors());
     cases.extend(ports());
     cases.extend(egress());
@@ -160,6 +161,12 @@ fn isolation() -> Vec<Case> {
             ],
             |_, _, _| true,
         ),
+    ]
+}
+
+/// Each direction, and each side of a connection, decides on its own.
+fn independence() -> Vec<Case> {
+    vec![
         case(
             "ingress-and-egress-isolated-independently",
             vec![

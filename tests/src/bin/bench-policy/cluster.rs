@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use podnet_tests::churn::Rng;
+use podnet_tests::policy::{labels, sel};
 use podnetd::policy::{
     ContainerPort, LabelSelector, Namespace, NetworkPolicy, Operator, Peer, Pod, PolicyType,
     PortRef, PortSpec, Protocol, Requirement, Rule, Snapshot,
@@ -39,19 +40,6 @@ const TEAMS: usize = 5;
 /// 10.0.9.0/24).
 const LOCAL_BASE: u32 = 0x0a60_0000;
 const REMOTE_BASE: u32 = 0x0a70_0000;
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    (pairs.iter())
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn sel(pairs: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: labels(pairs),
-        match_expressions: Vec::new(),
-    }
-}
 
 fn tcp(port: PortRef) -> PortSpec {
     PortSpec {
