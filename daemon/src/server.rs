@@ -170,9 +170,9 @@ async fn serve<S: PoolStore + 'static>(svc: Arc<Service<S>>, req: Request) -> Re
 }
 
 /// A request on a node that enforces NetworkPolicy: a pod's ADD is
-/// answered once its rules are in the kernel (and refused, its address
-/// released, when they cannot be put there); releases are forgotten by
-/// the policy agent; policy questions go to it.
+/// answered once its rules are in the kernel (and refused when they
+/// cannot be put there); releases are forgotten by the policy agent;
+/// policy questions go to it.
 async fn with_policy<S: PoolStore + 'static>(
     req: Request,
     svc: Arc<Service<S>>,
@@ -193,18 +193,25 @@ async fn with_policy<S: PoolStore + 'static>(
             match agent.admit(&pod, &key, ips).await {
                 Ok(()) => answer,
                 Err(e) => {
-                    agent.forget(&key);
+                    // The allocation stays: this key's may be another
+                    // request's (a repeated ADD gets the same addresses).
+                    // The plugin's rollback sends DEL, and DEL or GC
+                    // release it otherwise.
                     svc.metrics.policy.refused.inc();
                     let message = format!("pod {pod} not started: {}", crate::netpol::describe(&e));
                     tracing::warn!(%message, "ADD refused");
-                    // The address goes back: the runtime may retry.
-                    let _ = serve(svc, Request::Del { key }).await;
                     Response::Error {
                         kind: ErrorKind::PolicyUnresolved,
                         message,
                     }
                 }
             }
+        }
+        Request::Add {
+            pod: None, ref key, ..
+        } => {
+            tracing::warn!(container = %key.container_id, "ADD without the pod's namespace and name (K8S_POD_* in CNI_ARGS): its NetworkPolicy applies once the API shows its address");
+            serve(svc, req).await
         }
         Request::Del { ref key } => {
             let key = key.clone();

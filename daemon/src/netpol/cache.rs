@@ -131,9 +131,6 @@ impl Cache {
     }
 }
 
-/// A store of every `K` in the cluster, kept by a reflector task. Fields
-/// policy never reads are dropped on the way in: a node holds every pod
-/// of the cluster.
 /// The conversions of each kind, kept between syncs.
 pub(super) struct Memos {
     namespaces: Memo<Namespace, crate::policy::Namespace>,
@@ -156,6 +153,10 @@ impl Default for Memos {
     }
 }
 
+/// A store of every `K` in the cluster, kept by a reflector task. Managed
+/// fields and annotations (often the largest part of an object, and never
+/// read by policy) are dropped on the way in: a node holds every pod of
+/// the cluster.
 fn reflect<K>(api: Api<K>, changed: Arc<Notify>, kind: &'static str) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,

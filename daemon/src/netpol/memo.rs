@@ -1,6 +1,7 @@
 //! Conversions of API objects to the engine's model, kept between syncs:
 //! an object is converted again only when its resourceVersion changes, so
-//! a sync costs what changed, not every pod of the cluster.
+//! a sync converts what changed, not every object of the cluster (it
+//! still assembles the whole snapshot).
 
 use std::collections::HashMap;
 use std::sync::Arc;

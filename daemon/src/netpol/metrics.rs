@@ -50,7 +50,7 @@ impl PolicyMetrics {
         let sync = Histogram::new(SYNC_BUCKETS);
         r.register_with_unit(
             "podnet_policy_sync_duration",
-            "Time from a NetworkPolicy, Namespace or Pod change to its rules in the kernel (snapshot, compile, one nftables transaction)",
+            "Time of a successful policy sync: snapshot, compile and its nftables transaction",
             Unit::Seconds,
             sync.clone(),
         );

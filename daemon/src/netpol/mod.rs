@@ -12,18 +12,24 @@
 //! then does the pod's interface get its address: its first packet, in
 //! either direction, meets its rules. When that cannot be done (labels
 //! unreadable, policies not read yet, the kernel refusing), the ADD fails
-//! (CNI code 11: the runtime tries again) and the address is released:
-//! a pod never runs unprotected.
+//! (CNI code 11: the runtime tries again; the plugin's rollback releases
+//! the address): a pod never runs unprotected. An ADD without the pod's
+//! names (a runtime that does not pass them) is served, with a warning:
+//! its rules come when the watch shows its address.
 //!
 //! # Syncs
 //! One task applies every change: watch events, admissions, releases and
 //! a periodic full resync (which replaces the table whole, removing
 //! whatever crept in). Requests that arrive during a sync are served
-//! together by the next one. Each sync compiles the whole snapshot and
-//! commits the difference in one nftables transaction, so no packet sees
-//! half a change. Nothing is written before the three watches have
-//! listed once: a restarted podnetd leaves the previous table in force
-//! (fail closed for isolated pods) until it knows the cluster's policies.
+//! together by the next one. Each sync assembles the snapshot (objects
+//! converted again only when changed), compiles it incrementally
+//! ([`crate::policy::Compiler`]) and commits the difference in one
+//! nftables transaction, so no packet sees half a change. Nothing is
+//! written before the three watches have listed once: a restarted
+//! podnetd leaves the previous table in force (fail closed for isolated
+//! pods) until it knows the cluster's policies. Pods admitted just before
+//! a restart are then known from the API only (until the kubelet records
+//! their addresses, about a second).
 //!
 //! # hostNetwork pods and the node
 //! hostNetwork pods are not policy targets and are never matched by pod
@@ -59,9 +65,9 @@ use crate::policy::{Compiler, Snapshot};
 use admitted::Admitted;
 use cache::Cache;
 
-/// How long an ADD waits for its pod's rules to be in the kernel
-/// (including, after a start, for the first lists). The plugin gives up
-/// on podnetd after 15 s.
+/// How long admission waits, all told, for the first lists, the pod's
+/// labels and its rules in the kernel (the plugin gives up on podnetd
+/// after 15 s).
 pub const ADMIT_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The answer to a policy question on a node that enforces none.
@@ -121,10 +127,13 @@ impl Kernel {
     }
 }
 
-/// The last sync: the requests it served, and how it ended.
+/// The last sync: the requests it served, and how it ended; and the
+/// requests the last successful sync served (a request served by a
+/// success is not failed by a later sync's error).
 #[derive(Clone, Debug, Default)]
 struct Synced {
     generation: u64,
+    ok_generation: u64,
     error: Option<Arc<str>>,
 }
 
@@ -169,7 +178,13 @@ impl PolicyAgent {
             .map_err(|_| PolicyError::NotSynced {
                 waited: ADMIT_PATIENCE,
             })?;
-        let mut model = self.cache.pod(pod).await?;
+        let left = ADMIT_PATIENCE.saturating_sub(started.elapsed());
+        let mut model = tokio::time::timeout(left, self.cache.pod(pod))
+            .await
+            .map_err(|_| PolicyError::ReadPodTimeout {
+                pod: pod.to_string(),
+                after: left,
+            })??;
         model.ips = ips;
         model.node = self.node.clone();
         lock(&self.admitted).insert(key.clone(), model);
@@ -192,10 +207,10 @@ impl PolicyAgent {
         self.wake.notify_one();
         let done = tokio::time::timeout(patience, rx.wait_for(|s| s.generation >= target)).await;
         match done {
-            Ok(Ok(s)) => match &s.error {
-                None => Ok(()),
-                Some(e) => Err(PolicyError::Kernel(e.to_string())),
-            },
+            Ok(Ok(s)) if s.ok_generation >= target => Ok(()),
+            Ok(Ok(s)) => Err(PolicyError::Kernel(
+                s.error.as_deref().unwrap_or("the sync failed").to_owned(),
+            )),
             // The sender lives as long as the agent.
             Ok(Err(_)) => Err(PolicyError::Retired),
             Err(_) => Err(PolicyError::SyncTimeout { waited: patience }),
@@ -239,7 +254,12 @@ pub fn answer(agent: &PolicyAgent, req: &Request) -> Response {
     match report {
         Ok(report) => Response::Policy { report },
         Err(e) => Response::Error {
-            kind: ErrorKind::InvalidRequest,
+            kind: match e {
+                PolicyError::Explain(_) | PolicyError::Protocol(_) | PolicyError::NotAQuestion => {
+                    ErrorKind::InvalidRequest
+                }
+                _ => ErrorKind::Internal,
+            },
             message: describe(&e),
         },
     }

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 
-use super::{lock, PolicyAgent, PolicyError, Synced};
-use crate::kernel::nft::NftError;
-use crate::kernel::policy::Applied;
+use super::{lock, PolicyAgent, PolicyError};
 use crate::policy::{PodRef, PolicyRef, PolicyType, Snapshot};
 
 /// How often the table's counters are read into the metrics.
@@ -45,9 +43,15 @@ impl PolicyAgent {
                 tracing::warn!(error = %e, "NetworkPolicy sync failed; the table keeps its previous rules");
                 self.metrics.policy.sync_errors.inc();
             }
-            self.synced.send_replace(Synced {
-                generation,
-                error: result.err().map(|e| Arc::from(e.to_string())),
+            self.synced.send_modify(|s| {
+                s.generation = generation;
+                match result {
+                    Ok(()) => {
+                        s.ok_generation = generation;
+                        s.error = None;
+                    }
+                    Err(e) => s.error = Some(Arc::from(e.to_string())),
+                }
             });
         }
     }
@@ -63,25 +67,20 @@ impl PolicyAgent {
         }
         let mut guard = lock(&self.kernel);
         let kernel = &mut *guard;
+        // Until an apply succeeds (this one may fail, or panic), the
+        // compiler's changes since the table's last apply are not all in
+        // its last `changes`.
+        let unapplied = std::mem::replace(&mut kernel.unapplied, true);
         kernel.compiler.compile(&snapshot);
         let (ruleset, changes) = (kernel.compiler.ruleset(), kernel.compiler.changes());
-        let unapplied = kernel.unapplied;
         let table = &mut kernel.table;
         let outcome = self.nodenet.change(|| {
-            self.nodenet.run(|| {
-                let applied = if unapplied {
-                    table.apply(ruleset.clone())?
-                } else {
-                    table.apply_changes(ruleset, changes)?
-                };
-                if whole && !matches!(applied, Applied::Replaced { .. }) {
-                    table.resync()?;
-                }
-                Ok::<_, NftError>(applied)
+            self.nodenet.run(|| match (whole, unapplied) {
+                (true, _) => table.replace_with(ruleset.clone()),
+                (false, true) => table.apply(ruleset.clone()),
+                (false, false) => table.apply_changes(ruleset, changes),
             })
         });
-        // Until an apply succeeds, the compiler's changes since the table's
-        // last apply are not all in its last `changes`.
         kernel.unapplied = !matches!(outcome, Some(Ok(Ok(_))));
         let mut kernel = guard;
         let applied = match outcome {

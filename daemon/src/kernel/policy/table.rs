@@ -170,6 +170,14 @@ impl PolicyTable {
         }
     }
 
+    /// Replaces the whole table with `new` in one transaction, removing
+    /// whatever else crept in, and sets bridge netfilter again (a periodic
+    /// resync: one write, not a diff and then a replace).
+    pub fn replace_with(&mut self, new: Ruleset) -> Result<Applied, NftError> {
+        let layout = Layout::new(&new, &table());
+        self.replace(new, layout, None)
+    }
+
     /// Deletes the table (uninstall). Returns whether it was there. The
     /// bridge netfilter sysctls stay: kube-proxy needs them as well, and
     /// what they were before podnet is not known.
