@@ -128,12 +128,19 @@ fn records_come_from_pod_cidrs_internal_ips_and_our_annotations() {
 }
 
 #[test]
-fn rbac_lists_node_reads_and_patches_and_reads_of_the_daemonset() {
+fn rbac_lists_node_reads_and_patches_reads_of_the_daemonset_and_what_policy_reads() {
     assert_eq!(
         RBAC,
         &[
             ("", "nodes", &["list", "watch", "patch"][..]),
             ("apps", "daemonsets", &["get"][..]),
+            (
+                "networking.k8s.io",
+                "networkpolicies",
+                &["list", "watch"][..]
+            ),
+            ("", "namespaces", &["list", "watch"][..]),
+            ("", "pods", &["get", "list", "watch"][..]),
         ]
     );
 }
