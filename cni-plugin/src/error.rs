@@ -288,7 +288,7 @@ impl PluginError {
 /// above it already shows (a leaf error that prints its own source, such as
 /// `ip link add ...: File exists`) is left out, so `msg` and `details`
 /// never say the same thing twice.
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub fn source_chain(e: &dyn std::error::Error) -> String {
     let mut shown = e.to_string();
     let mut chain: Vec<String> = Vec::new();
     let mut source = e.source();

@@ -222,19 +222,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An error and every cause under it, for a message that leaves podnetd.
+/// An error and every cause under it, for a message that leaves podnetd
+/// (the plugin's own `source_chain`, so both read alike).
 pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
+    match podnet_cni::error::source_chain(e) {
+        chain if chain.is_empty() => e.to_string(),
+        chain => format!("{e}: {chain}"),
     }
-    out
 }
 
 /// The answer to a policy question of the admin view.
