@@ -169,10 +169,20 @@ async fn serve<S: PoolStore + 'static>(svc: Arc<Service<S>>, req: Request) -> Re
         })
 }
 
+/// An ADD refused for its NetworkPolicy (code 11: the runtime tries again).
+fn refused(message: String) -> Response {
+    Response::Error {
+        kind: ErrorKind::PolicyUnresolved,
+        message,
+    }
+}
+
 /// A request on a node that enforces NetworkPolicy: a pod's ADD is
 /// answered once its rules are in the kernel (and refused when they
-/// cannot be put there); releases are forgotten by the policy agent;
-/// policy questions go to it.
+/// cannot be put there), or, when the plugin asks `PolicyReady` before its
+/// ADD returns, once its addresses are chosen (the rules are put in
+/// meanwhile); releases are forgotten by the policy agent; policy
+/// questions go to it.
 async fn with_policy<S: PoolStore + 'static>(
     req: Request,
     svc: Arc<Service<S>>,
@@ -182,31 +192,48 @@ async fn with_policy<S: PoolStore + 'static>(
         Request::Add {
             pod: Some(ref pod),
             ref key,
+            confirm_policy,
             ..
         } => {
             let (pod, key) = (pod.clone(), key.clone());
+            if confirm_policy {
+                return match admit_alongside(req, svc, agent).await {
+                    Response::Allocated { allocation } => Response::Admitting { allocation },
+                    other => other,
+                };
+            }
             let answer = serve(svc.clone(), req).await;
-            let Response::Allocated { allocation } = &answer else {
+            let Response::Allocated { allocation } = answer else {
                 return answer;
             };
             let ips = allocation.ips.iter().map(|n| n.ip()).collect();
             match agent.admit(&pod, &key, ips).await {
-                Ok(()) => answer,
-                Err(e) => {
-                    // The allocation stays: this key's may be another
-                    // request's (a repeated ADD gets the same addresses).
-                    // The plugin's rollback sends DEL, and DEL or GC
-                    // release it otherwise.
-                    svc.metrics.policy.refused.inc();
-                    let message = format!("pod {pod} not started: {}", crate::netpol::describe(&e));
-                    tracing::warn!(%message, "ADD refused");
-                    Response::Error {
-                        kind: ErrorKind::PolicyUnresolved,
-                        message,
-                    }
-                }
+                Ok(()) => Response::Allocated { allocation },
+                // The allocation stays: this key's may be another
+                // request's (a repeated ADD gets the same addresses). The
+                // plugin's rollback sends DEL, and DEL or GC release it
+                // otherwise.
+                Err(e) => refused(agent.refused(&pod, &e)),
             }
         }
+        Request::PolicyReady { ref key, ref pod } => match agent.admitted(key).await {
+            Some(Ok(())) => Response::PolicyReady,
+            Some(Err(message)) => refused(message.to_string()),
+            // Begun before a restart of podnetd: admitted again.
+            None => match serve(svc.clone(), Request::Check { key: key.clone() }).await {
+                Response::Allocated { allocation } => {
+                    let ips = allocation.ips.iter().map(|n| n.ip()).collect();
+                    match agent.admit(pod, key, ips).await {
+                        Ok(()) => Response::PolicyReady,
+                        Err(e) => refused(agent.refused(pod, &e)),
+                    }
+                }
+                _ => refused(format!(
+                    "pod {pod} not started: its attachment {} holds no addresses",
+                    key.container_id
+                )),
+            },
+        },
         Request::Add {
             pod: None, ref key, ..
         } => {
@@ -236,4 +263,40 @@ async fn with_policy<S: PoolStore + 'static>(
         }
         other => serve(svc, other).await,
     }
+}
+
+/// An ADD whose pod's admission begins as soon as its addresses are
+/// chosen: its rules are compiled and written while the allocation is
+/// flushed and the plugin configures the interface.
+async fn admit_alongside<S: PoolStore + 'static>(
+    req: Request,
+    svc: Arc<Service<S>>,
+    agent: Arc<PolicyAgent>,
+) -> Response {
+    let Request::Add {
+        key,
+        netns,
+        requested,
+        pod: Some(pod),
+        ..
+    } = req
+    else {
+        return serve(svc, req).await;
+    };
+    let alloc = podnet_ipam::pool::AllocateRequest {
+        key,
+        netns,
+        requested,
+    };
+    tokio::task::spawn_blocking(move || {
+        svc.add(&alloc, |chosen| {
+            let ips = chosen.ips.iter().map(|n| n.ip()).collect();
+            agent.begin_admit(pod, chosen.key.clone(), ips);
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Response::Error {
+        kind: ErrorKind::Internal,
+        message: format!("request handler failed: {e}"),
+    })
 }

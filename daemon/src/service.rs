@@ -113,6 +113,27 @@ impl<S: PoolStore> Service<S> {
         self.pool.config().ranges
     }
 
+    /// An ADD's addresses; `chosen` is called with them before they are
+    /// flushed to disk.
+    pub fn add(
+        &self,
+        req: &AllocateRequest,
+        chosen: impl FnOnce(&podnet_ipam::attachment::Allocation),
+    ) -> Response {
+        match self.pool.allocate_then(req, chosen) {
+            Ok(allocation) => {
+                self.metrics.allocations.inc();
+                tracing::debug!(container = %allocation.key.container_id, ips = ?allocation.ips, "allocated");
+                Response::Allocated { allocation }
+            }
+            Err(e) => {
+                self.metrics.allocation_errors.inc();
+                tracing::warn!(error = %e, "allocation failed");
+                self.error(&e)
+            }
+        }
+    }
+
     /// Serves a request [`Request::decode`] has accepted.
     pub fn handle(&self, req: Request) -> Response {
         match req {
@@ -121,22 +142,15 @@ impl<S: PoolStore> Service<S> {
                 netns,
                 requested,
                 pod: _,
-            } => match self.pool.allocate(&AllocateRequest {
-                key,
-                netns,
-                requested,
-            }) {
-                Ok(allocation) => {
-                    self.metrics.allocations.inc();
-                    tracing::debug!(container = %allocation.key.container_id, ips = ?allocation.ips, "allocated");
-                    Response::Allocated { allocation }
-                }
-                Err(e) => {
-                    self.metrics.allocation_errors.inc();
-                    tracing::warn!(error = %e, "allocation failed");
-                    self.error(&e)
-                }
-            },
+                confirm_policy: _,
+            } => self.add(
+                &AllocateRequest {
+                    key,
+                    netns,
+                    requested,
+                },
+                |_| (),
+            ),
             Request::Del { key } => match self.release(&key) {
                 Ok(found) => {
                     if found {
@@ -177,6 +191,8 @@ impl<S: PoolStore> Service<S> {
                 }
                 Response::Noted
             }
+            // Nothing to wait for on a node that enforces no policy.
+            Request::PolicyReady { .. } => Response::PolicyReady,
             // The server answers these from the policy agent.
             Request::PolicyExplain { .. } | Request::PolicyState => Response::Error {
                 kind: ErrorKind::InvalidRequest,

@@ -28,7 +28,17 @@ pub enum Request {
         /// NetworkPolicy before it answers. Absent outside Kubernetes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pod: Option<PodName>,
+        /// The plugin asks [`Request::PolicyReady`] before its ADD returns:
+        /// podnetd answers once the addresses are allocated
+        /// ([`Response::Admitting`]) and puts the pod's rules in while the
+        /// plugin configures its interface. Without it (an older plugin,
+        /// or the `podnet-ipam` plugin), podnetd answers once they are in.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm_policy: bool,
     },
+    /// Waits until the pod's NetworkPolicy, begun by its ADD, is in the
+    /// kernel ([`Response::PolicyReady`]), or says why it cannot be.
+    PolicyReady { key: AttachmentKey, pod: PodName },
     /// Releases an attachment's addresses; an unknown key is success.
     Del { key: AttachmentKey },
     /// The attachment's current allocation, if any.
@@ -61,9 +71,10 @@ impl Request {
         let req: Request =
             serde_json::from_slice(line).map_err(|e| format!("unreadable request: {e}"))?;
         let keys: &[AttachmentKey] = match &req {
-            Request::Add { key, .. } | Request::Del { key } | Request::Check { key } => {
-                std::slice::from_ref(key)
-            }
+            Request::Add { key, .. }
+            | Request::Del { key }
+            | Request::Check { key }
+            | Request::PolicyReady { key, .. } => std::slice::from_ref(key),
             Request::Gc { valid } => valid,
             Request::Status
             | Request::List
@@ -72,7 +83,7 @@ impl Request {
             | Request::PolicyState => &[],
         };
         keys.iter().try_for_each(AttachmentKey::validate)?;
-        if let Request::Add { pod: Some(pod), .. } = &req {
+        if let Request::Add { pod: Some(pod), .. } | Request::PolicyReady { pod, .. } = &req {
             pod.validate()?;
         }
         Ok(req)
@@ -137,6 +148,13 @@ pub enum Response {
     Allocated {
         allocation: Allocation,
     },
+    /// Allocated, and the pod's NetworkPolicy is being put in place: the
+    /// plugin asks [`Request::PolicyReady`] before its ADD returns.
+    Admitting {
+        allocation: Allocation,
+    },
+    /// The pod's NetworkPolicy is in the kernel (or none is enforced).
+    PolicyReady,
     Released {
         found: bool,
     },

@@ -167,7 +167,14 @@ pub struct FakeApi {
 impl FakeApi {
     /// Serves `nodes` on an ephemeral port of 127.0.0.1.
     pub async fn start(nodes: Vec<Value>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), nodes).await
+    }
+
+    /// Serves `nodes` on `listener` (bound in whichever network namespace
+    /// the clients are).
+    pub async fn start_on(listener: std::net::TcpListener, nodes: Vec<Value>) -> Self {
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
         let addr = listener.local_addr().unwrap();
         let mut state = State::default();
         for node in nodes {

@@ -135,9 +135,11 @@ fn kill_9_mid_burst_gives_nothing_twice_and_loses_nothing() {
                 })
             })
             .collect();
-        // Kill the daemon while the burst is under way.
+        // Kill the daemon while the burst is under way, once 40 ADDs are
+        // surely answered: each of the 8 workers may hold an allocation
+        // whose answer is still on its way.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while daemon.allocations().len() < 40 && Instant::now() < deadline {
+        while daemon.allocations().len() < 48 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         daemon.kill9();
@@ -483,6 +485,7 @@ fn the_daemon_refuses_keys_no_plugin_would_send() {
                 netns: None,
                 requested: Vec::new(),
                 pod: None,
+                confirm_policy: false,
             },
             Request::Del { key: bad.clone() },
             Request::Gc {
@@ -672,6 +675,7 @@ fn a_full_disk_stops_podnetd_and_a_restart_after_space_returns_resumes() {
             netns: None,
             requested: Vec::new(),
             pod: None,
+            confirm_policy: false,
         };
         asked += 1;
         match daemon.client().call(&req) {

@@ -266,12 +266,15 @@ fn metrics_report_peers_routes_pool_and_plugin_latencies() {
     let addr = serve_endpoints(&mut cluster, a);
     let pod = cluster.add_pod(a);
     let _other = cluster.add_pod(b);
+    // The plugin's report of its ADD is sent without waiting for podnetd.
     eventually(
         Duration::from_secs(10),
-        "peers and routes in the metrics",
+        "peers, routes and the ADD in the metrics",
         || {
             let m = scrape(&addr);
-            m.contains("podnet_peers 1") && m.contains("podnet_routes 1")
+            m.contains("podnet_peers 1")
+                && m.contains("podnet_routes 1")
+                && m.contains("podnet_cni_duration_seconds_count{verb=\"ADD\"} 1")
         },
     );
     let m = scrape(&addr);
@@ -284,11 +287,9 @@ fn metrics_report_peers_routes_pool_and_plugin_latencies() {
         assert!(m.contains(want), "missing {want} in:\n{m}");
     }
     cluster.del_pod(&pod);
-    let m = scrape(&addr);
-    assert!(
-        m.contains("podnet_cni_duration_seconds_count{verb=\"DEL\"} 1"),
-        "{m}"
-    );
+    eventually(Duration::from_secs(10), "the DEL in the metrics", || {
+        scrape(&addr).contains("podnet_cni_duration_seconds_count{verb=\"DEL\"} 1")
+    });
 }
 
 #[test]

@@ -77,9 +77,10 @@ fn cluster() -> Snapshot {
                 name: (*n).into(),
                 labels: labels(&[("team", if *n == "a" { "t1" } else { "t2" })]),
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
         pods: (0..30).map(pod).collect(),
-        policies: (0..8).map(policy).collect(),
+        policies: std::sync::Arc::new((0..8).map(policy).collect()),
     }
 }
 
@@ -97,17 +98,19 @@ fn change(s: &mut Snapshot, step: u32) {
             let app = APPS[n % 4];
             s.pods[i].labels.insert("app".into(), app.into());
         }
-        3 => s.policies.push(policy(100 + step)),
+        3 => std::sync::Arc::make_mut(&mut s.policies).push(policy(100 + step)),
         4 => {
             let i = n % s.policies.len();
-            s.policies.remove(i);
+            std::sync::Arc::make_mut(&mut s.policies).remove(i);
         }
         _ => {
             let i = n % s.policies.len();
-            s.policies[i].ingress.push(Rule {
-                peers: Vec::new(),
-                ports: vec![tcp(PortRef::Number(9000 + step as u16))],
-            });
+            std::sync::Arc::make_mut(&mut s.policies)[i]
+                .ingress
+                .push(Rule {
+                    peers: Vec::new(),
+                    ports: vec![tcp(PortRef::Number(9000 + step as u16))],
+                });
         }
     }
 }

@@ -75,7 +75,8 @@ fn snapshot() -> Snapshot {
             name: (*n).into(),
             labels: labels(&[("ns", n)]),
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     let mut allow_ya = policy("x", "allow-ya", sel(&[("app", "web")]));
     allow_ya.ingress = vec![Rule {
         peers: vec![Peer::Pods {
@@ -117,7 +118,8 @@ fn snapshot() -> Snapshot {
             allow_ya,
             allow_remote,
             egress,
-        ],
+        ]
+        .into(),
     }
 }
 
@@ -219,7 +221,7 @@ fn policy_is_enforced_kept_in_step_and_removed() {
     n.add_pod("x/c", 6);
     snap.pods.push(pod("y", "d", NODE, 5, "a"));
     snap.pods.push(pod("x", "c", NODE, 6, "web"));
-    snap.policies.retain(|p| p.name != "egress");
+    std::sync::Arc::make_mut(&mut snap.policies).retain(|p| p.name != "egress");
     let before: Vec<_> = ["ingress/x/a", "ingress/x/b"]
         .map(|c| handles(&n.node, c))
         .into();
@@ -349,7 +351,7 @@ fn a_failed_diff_replaces_the_table_and_a_resync_removes_strays() {
     })
     .unwrap();
     // ...so the diff that flushes it fails, and the whole table is written.
-    snap.policies.retain(|p| p.name != "allow-ya");
+    std::sync::Arc::make_mut(&mut snap.policies).retain(|p| p.name != "allow-ya");
     let applied = node.run(|| t.apply(compile(&snap, NODE))).unwrap();
     match applied {
         Applied::Replaced {
@@ -413,7 +415,7 @@ fn an_established_connection_outlives_the_allow_that_let_it_in() {
     }
     echo(&mut client, &mut server).unwrap();
 
-    snap.policies.retain(|p| p.name != "allow-ya");
+    std::sync::Arc::make_mut(&mut snap.policies).retain(|p| p.name != "allow-ya");
     let applied = n.node.run(|| t.apply(compile(&snap, NODE))).unwrap();
     assert!(matches!(applied, Applied::Changed { .. }), "{applied:?}");
     // Conntrack accepts the open connection's packets before any policy

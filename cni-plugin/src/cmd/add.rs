@@ -139,7 +139,14 @@ impl<'a> Attempt<'a> {
             Some(w) => w,
             None => self.wire_first_pod(made)?,
         };
-        self.address(wired, answer)
+        let result = self.address(wired, answer.result)?;
+        // podnetd puts the pod's NetworkPolicy in while the interface is
+        // configured; the ADD returns, and the pod's containers start,
+        // only once it is in.
+        if let Some(policy) = answer.policy {
+            policy.wait()?;
+        }
+        Ok(result)
     }
 
     /// The first pod of the node: the bridge is created only once IPAM has

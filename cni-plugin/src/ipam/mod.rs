@@ -7,7 +7,7 @@ pub mod native;
 
 use crate::args::{CmdArgs, Command};
 use crate::error::PluginError;
-use crate::spec::{CniResult, IpamConf, IpamKind, NetConf};
+use crate::spec::{IpamConf, IpamKind, NetConf};
 
 pub(crate) fn ipam_of(conf: &NetConf) -> Result<&IpamConf, PluginError> {
     conf.ipam.as_ref().ok_or(PluginError::NoIpam)
@@ -19,20 +19,26 @@ pub enum PendingAdd {
     Delegated(delegated::PendingAdd),
 }
 
-/// Sends the IPAM ADD and returns without waiting for its answer.
+/// Sends the IPAM ADD and returns without waiting for its answer. The
+/// caller waits for the answer's `policy`, if any, before its ADD returns.
 pub fn start_add(args: &CmdArgs, conf: &NetConf) -> Result<PendingAdd, PluginError> {
     let ipam = ipam_of(conf)?;
     Ok(match &ipam.kind {
-        IpamKind::Native(n) => PendingAdd::Native(native::start_add(args, conf, n)?),
+        IpamKind::Native(n) => {
+            PendingAdd::Native(native::start_add(args, conf, n, native::Policy::Alongside)?)
+        }
         IpamKind::Delegated => PendingAdd::Delegated(delegated::start_add(args, conf, ipam)?),
     })
 }
 
 impl PendingAdd {
-    pub fn finish(self) -> Result<CniResult, PluginError> {
+    pub fn finish(self) -> Result<native::Answer, PluginError> {
         match self {
             Self::Native(p) => p.finish(),
-            Self::Delegated(p) => p.finish(),
+            Self::Delegated(p) => p.finish().map(|result| native::Answer {
+                result,
+                policy: None,
+            }),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use podnet_ipam::attachment::AttachmentKey;
 use podnet_ipam::client::{Client, ClientError, PendingCall};
-use podnet_ipam::proto::{Request, Response};
+use podnet_ipam::proto::{PodName, Request, Response};
 use podnet_ipam::spool::Spool;
 
 use crate::args::CmdArgs;
@@ -28,39 +28,94 @@ fn unexpected(verb: &'static str, resp: &Response) -> PluginError {
     }
 }
 
-/// ADD: the addresses podnetd allocates (or already had) for this attachment.
+/// ADD as the `podnet-ipam` plugin serves it: the addresses podnetd
+/// allocates (or already had) for this attachment, answered once the
+/// pod's NetworkPolicy is in place (an IPAM plugin cannot know when its
+/// caller's ADD returns).
 pub fn add(args: &CmdArgs, conf: &NetConf, native: &NativeConf) -> Result<CniResult, PluginError> {
-    start_add(args, conf, native)?.finish()
+    let answer = start_add(args, conf, native, Policy::Before)?.finish()?;
+    match answer.policy {
+        Some(policy) => policy.wait().map(|()| answer.result),
+        None => Ok(answer.result),
+    }
+}
+
+/// When podnetd answers an ADD of a pod under NetworkPolicy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Once its rules are in the kernel.
+    Before,
+    /// At once: the plugin asks [`Request::PolicyReady`] before its ADD
+    /// returns, and configures the interface meanwhile.
+    Alongside,
 }
 
 /// An ADD request sent to podnetd whose answer is still to be read.
 pub struct PendingAdd {
     call: PendingCall,
     routes: Vec<Route>,
+    client: Client,
+    key: AttachmentKey,
+    pod: Option<PodName>,
+}
+
+/// IPAM's answer to an ADD, and the pod's NetworkPolicy when podnetd is
+/// still putting it in place.
+pub struct Answer {
+    pub result: CniResult,
+    pub policy: Option<PolicyWait>,
+}
+
+/// The question whether a pod's NetworkPolicy is in place, asked; its
+/// answer still to be read.
+pub struct PolicyWait {
+    call: PendingCall,
 }
 
 pub fn start_add(
     args: &CmdArgs,
     conf: &NetConf,
     native: &NativeConf,
+    policy: Policy,
 ) -> Result<PendingAdd, PluginError> {
+    let pod = args.pod();
     let req = Request::Add {
         key: key(args),
         netns: args.netns.as_ref().map(|p| p.display().to_string()),
         requested: conf.requested_ips()?,
-        pod: args.pod(),
+        confirm_policy: pod.is_some() && policy == Policy::Alongside,
+        pod: pod.clone(),
     };
-    let call = client(native).send(&req).map_err(PluginError::Daemon)?;
+    let client = client(native);
+    let call = client.send(&req).map_err(PluginError::Daemon)?;
     Ok(PendingAdd {
         call,
         routes: native.routes.clone(),
+        client,
+        key: key(args),
+        pod,
     })
 }
 
 impl PendingAdd {
-    pub fn finish(self) -> Result<CniResult, PluginError> {
-        let allocation = match self.call.answer().map_err(PluginError::Daemon)? {
-            Response::Allocated { allocation } => allocation,
+    pub fn finish(self) -> Result<Answer, PluginError> {
+        let (allocation, policy) = match self.call.answer().map_err(PluginError::Daemon)? {
+            Response::Allocated { allocation } => (allocation, None),
+            Response::Admitting { allocation } => {
+                // Asked at once: podnetd answers when the rules are in,
+                // while this plugin configures the interface.
+                let pod = self.pod.ok_or_else(|| {
+                    unexpected(
+                        "ADD",
+                        &Response::Admitting {
+                            allocation: allocation.clone(),
+                        },
+                    )
+                })?;
+                let req = Request::PolicyReady { key: self.key, pod };
+                let call = self.client.send(&req).map_err(PluginError::Daemon)?;
+                (allocation, Some(PolicyWait { call }))
+            }
             other => return Err(unexpected("ADD", &other)),
         };
         let ips = allocation
@@ -73,11 +128,23 @@ impl PendingAdd {
                 interface: None,
             })
             .collect();
-        Ok(CniResult {
+        let result = CniResult {
             ips,
             routes: self.routes,
             ..Default::default()
-        })
+        };
+        Ok(Answer { result, policy })
+    }
+}
+
+impl PolicyWait {
+    /// Returns once the pod's rules are in the kernel; an error (code 11,
+    /// the runtime tries again) when they cannot be.
+    pub fn wait(self) -> Result<(), PluginError> {
+        match self.call.answer().map_err(PluginError::Daemon)? {
+            Response::PolicyReady => Ok(()),
+            other => Err(unexpected("policy", &other)),
+        }
     }
 }
 
@@ -173,8 +240,9 @@ pub fn report(native: &NativeConf, verb: &str, took: std::time::Duration, ok: bo
         micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         ok,
     };
+    // Sent, not waited for: the verb's answer does not wait on metrics.
     let client = client(native).with_timeout(std::time::Duration::from_millis(200));
-    if let Err(e) = client.call(&req) {
+    if let Err(e) = client.notify(&req) {
         tracing::debug!(error = %e, "could not report to podnetd");
     }
 }

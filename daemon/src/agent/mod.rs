@@ -21,7 +21,7 @@ use crate::error::DaemonError;
 use crate::http;
 use crate::kernel::policy::PolicyTable;
 use crate::metrics::Metrics;
-use crate::netpol::{Allocated, PolicyAgent};
+use crate::netpol::{Allocations, PolicyAgent};
 use crate::node_setup;
 use crate::nodenet::NodeNet;
 use crate::readiness::Readiness;
@@ -360,8 +360,7 @@ async fn start_policy(
     nodenet: &Arc<NodeNet>,
 ) -> Result<Option<Arc<PolicyAgent>>, DaemonError> {
     if let (Backend::Kube(kube), true) = (&**backend, config.network_policy) {
-        let pool = svc.clone();
-        let allocated: Allocated = Box::new(move |key| !matches!(pool.pool.get(key), Ok(None)));
+        let allocations = Box::new(Held(svc.clone()));
         tracing::info!(
             "enforcing NetworkPolicy once the API's policies, namespaces and pods are listed"
         );
@@ -370,7 +369,7 @@ async fn start_policy(
             found.node.clone(),
             nodenet.clone(),
             metrics.clone(),
-            allocated,
+            allocations,
             config.resync_interval(),
         )));
     }
@@ -457,4 +456,19 @@ async fn leave(config: &DaemonConfig, backend: &Arc<Backend>, nodenet: &Arc<Node
         }
     }
     tracing::info!("shutting down");
+}
+
+/// The node's IPAM, as NetworkPolicy's agent asks it.
+struct Held(Arc<Service<SledPoolStore>>);
+
+impl Allocations for Held {
+    fn holds(&self, key: &podnet_ipam::attachment::AttachmentKey) -> bool {
+        // An unreadable record is kept: forgetting a pod's rules would
+        // let its traffic through.
+        !matches!(self.0.pool.get(key), Ok(None))
+    }
+
+    fn releases(&self) -> u64 {
+        self.0.pool.releases()
+    }
 }

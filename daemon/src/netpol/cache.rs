@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,15 +35,23 @@ pub(super) struct Cache {
     pods: Store<Pod>,
     /// Set once every store holds its first complete list.
     listed: watch::Receiver<bool>,
+    /// Events the stores have applied: while it stays the same, so does
+    /// the snapshot.
+    events: Arc<AtomicU64>,
 }
 
 impl Cache {
     /// Starts the three reflectors; `changed` is notified after every
     /// event any of them applies.
     pub fn start(client: kube::Client, changed: Arc<Notify>) -> Self {
-        let policies = reflect(Api::all(client.clone()), changed.clone(), "NetworkPolicy");
-        let namespaces = reflect(Api::all(client.clone()), changed.clone(), "Namespace");
-        let pods = reflect(Api::all(client.clone()), changed, "Pod");
+        let events = Arc::new(AtomicU64::new(0));
+        let seen = Seen {
+            changed,
+            events: events.clone(),
+        };
+        let policies = reflect(Api::all(client.clone()), seen.clone(), "NetworkPolicy");
+        let namespaces = reflect(Api::all(client.clone()), seen.clone(), "Namespace");
+        let pods = reflect(Api::all(client.clone()), seen, "Pod");
         // `Store::wait_until_ready` wakes only the last of several tasks
         // waiting at once (one waker slot): it is awaited by this task
         // alone, which tells everyone else through a watch channel.
@@ -62,6 +71,7 @@ impl Cache {
             pods,
             client,
             listed,
+            events,
         }
     }
 
@@ -72,24 +82,39 @@ impl Cache {
         let _ = listed.wait_for(|l| *l).await;
     }
 
+    /// Events the stores have applied so far: while it stays the same, so
+    /// does [`Self::snapshot`].
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+
     /// Everything the stores hold, as the engine's snapshot, and what
     /// the conversion left out; `memo` keeps the conversions between
     /// calls.
     pub fn snapshot(&self, memo: &mut Memos) -> (Snapshot, Vec<String>) {
+        // Read before the stores: an event applied meanwhile bumps it
+        // after, and the next call assembles again.
+        let events = self.events.load(Ordering::SeqCst);
+        if let Some((at, snapshot, left_out)) = &memo.last {
+            if *at == events {
+                return (snapshot.clone(), left_out.clone());
+            }
+        }
         let mut snapshot = Snapshot::default();
         let mut left_out = Vec::new();
         memo.namespaces.update(
             &self.namespaces.state(),
-            &mut snapshot.namespaces,
+            Arc::make_mut(&mut snapshot.namespaces),
             &mut left_out,
         );
         memo.pods
             .update(&self.pods.state(), &mut snapshot.pods, &mut left_out);
         memo.policies.update(
             &self.policies.state(),
-            &mut snapshot.policies,
+            Arc::make_mut(&mut snapshot.policies),
             &mut left_out,
         );
+        memo.last = Some((events, snapshot.clone(), left_out.clone()));
         (snapshot, left_out)
     }
 
@@ -136,6 +161,9 @@ pub(super) struct Memos {
     namespaces: Memo<Namespace, crate::policy::Namespace>,
     pods: Memo<Pod, crate::policy::Pod>,
     policies: Memo<NetworkPolicy, crate::policy::NetworkPolicy>,
+    /// The last snapshot assembled, at that count of events, and what
+    /// it left out.
+    last: Option<(u64, Snapshot, Vec<String>)>,
 }
 
 impl Default for Memos {
@@ -149,15 +177,23 @@ impl Default for Memos {
             }),
             pods: Memo::new(convert::pod),
             policies: Memo::new(convert::network_policy),
+            last: None,
         }
     }
+}
+
+/// Told of every event a store applies.
+#[derive(Clone)]
+struct Seen {
+    changed: Arc<Notify>,
+    events: Arc<AtomicU64>,
 }
 
 /// A store of every `K` in the cluster, kept by a reflector task. Managed
 /// fields and annotations (often the largest part of an object, and never
 /// read by policy) are dropped on the way in: a node holds every pod of
 /// the cluster.
-fn reflect<K>(api: Api<K>, changed: Arc<Notify>, kind: &'static str) -> Store<K>
+fn reflect<K>(api: Api<K>, seen: Seen, kind: &'static str) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -174,7 +210,11 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => changed.notify_one(),
+                // The reflector has applied the event to the store.
+                Ok(_) => {
+                    seen.events.fetch_add(1, Ordering::SeqCst);
+                    seen.changed.notify_one();
+                }
                 Err(e) => tracing::warn!(error = %e, kind, "watch interrupted; retrying"),
             }
         }

@@ -4,16 +4,22 @@
 //!
 //! # A pod is covered before its ADD returns
 //! The plugin sends the pod's namespace and name with its IPAM request.
-//! Once its addresses are allocated, [`PolicyAgent::admit`] reads the
+//! As soon as its addresses are chosen, [`PolicyAgent::admit`] reads the
 //! pod's labels (from the watch, or one GET when the watch has not shown
 //! the pod yet), lays the pod with its new addresses over the watched
 //! snapshot ([`admitted`]), and waits until a sync that includes it has
-//! been committed to the kernel. Only then does podnetd answer, and only
-//! then does the pod's interface get its address: its first packet, in
-//! either direction, meets its rules. When that cannot be done (labels
+//! been committed to the kernel. That runs while the allocation is
+//! flushed and the plugin configures the interface; the plugin then asks
+//! whether the rules are in (`PolicyReady`, answered when they are) and
+//! its ADD returns only after. The runtime starts the pod's containers
+//! only once ADD has returned, so the first packet any of them sends or
+//! receives meets its rules (meanwhile, what reaches the new address
+//! finds nothing listening). When that cannot be done (labels
 //! unreadable, policies not read yet, the kernel refusing), the ADD fails
 //! (CNI code 11: the runtime tries again; the plugin's rollback releases
-//! the address): a pod never runs unprotected. An ADD without the pod's
+//! the address): a pod never runs unprotected. A plugin that does not ask
+//! `PolicyReady` (an older one, or `podnet-ipam` as an IPAM plugin) gets
+//! its IPAM answer only once the rules are in. An ADD without the pod's
 //! names (a runtime that does not pass them) is served, with a warning:
 //! its rules come when the watch shows its address.
 //!
@@ -22,7 +28,9 @@
 //! a periodic full resync (which replaces the table whole, removing
 //! whatever crept in). Requests that arrive during a sync are served
 //! together by the next one. Each sync assembles the snapshot (objects
-//! converted again only when changed), compiles it incrementally
+//! converted again only when changed; when the watch saw nothing since
+//! the last sync and no pod was released, that sync's snapshot with the
+//! newly admitted pods laid over it), compiles it incrementally
 //! ([`crate::policy::Compiler`]) and commits the difference in one
 //! nftables transaction, so no packet sees half a change. Nothing is
 //! written before the three watches have listed once: a restarted
@@ -42,6 +50,7 @@ mod cache;
 mod error;
 mod memo;
 mod metrics;
+mod pending;
 mod report;
 mod sync;
 
@@ -74,17 +83,25 @@ pub const ADMIT_PATIENCE: Duration = Duration::from_secs(10);
 pub const NOT_ENFORCED: &str =
     "NetworkPolicy is not enforced on this node (it needs --store kubernetes and --network-policy true)";
 
-/// Whether an attachment still holds addresses (IPAM is the truth about
-/// which admitted pods remain).
-pub type Allocated = Box<dyn Fn(&AttachmentKey) -> bool + Send + Sync>;
+/// IPAM, the truth about which admitted pods remain.
+pub trait Allocations: Send + Sync {
+    /// Whether an attachment still holds addresses.
+    fn holds(&self, key: &AttachmentKey) -> bool;
+    /// Releases so far: while it stays the same, every attachment held
+    /// is still held.
+    fn releases(&self) -> u64;
+}
 
 pub struct PolicyAgent {
     node: String,
     nodenet: Arc<NodeNet>,
     metrics: Arc<Metrics>,
     cache: Cache,
-    allocated: Allocated,
+    allocations: Box<dyn Allocations>,
+    /// [`Allocations::releases`] when the admitted pods were last checked.
+    checked_at: AtomicU64,
     admitted: Mutex<Admitted>,
+    pending: Mutex<pending::Pending>,
     kernel: Mutex<Kernel>,
     /// Bumped by every request for a sync; a sync serves every request
     /// made before it read this.
@@ -103,7 +120,8 @@ struct Kernel {
     /// next apply compares the whole ruleset.
     unapplied: bool,
     /// The snapshot the table was compiled from: what `explain` and the
-    /// pods' state are answered from, so they say what is enforced.
+    /// pods' state are answered from, so they say what is enforced (after
+    /// a failed sync, what it tried to write, until the next one).
     snapshot: Arc<Snapshot>,
     last_counts: metrics::LastCounts,
     /// What the conversion left out at the last sync, logged when it
@@ -111,6 +129,16 @@ struct Kernel {
     left_out: Vec<String>,
     /// The API objects' conversions, kept between syncs.
     memos: cache::Memos,
+    /// What `snapshot` was made of, when a sync committed it.
+    overlaid: Option<Overlaid>,
+}
+
+/// What a snapshot was made of: the watch after so many events, and the
+/// admitted pods after so many removals (and any additions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Overlaid {
+    events: u64,
+    removals: u64,
 }
 
 impl Kernel {
@@ -123,6 +151,7 @@ impl Kernel {
             last_counts: Default::default(),
             left_out: Vec::new(),
             memos: Default::default(),
+            overlaid: None,
         }
     }
 }
@@ -144,7 +173,7 @@ impl PolicyAgent {
         node: String,
         nodenet: Arc<NodeNet>,
         metrics: Arc<Metrics>,
-        allocated: Allocated,
+        allocations: Box<dyn Allocations>,
         resync: Duration,
     ) -> Arc<Self> {
         let wake = Arc::new(Notify::new());
@@ -152,8 +181,10 @@ impl PolicyAgent {
             nodenet,
             metrics,
             cache: Cache::start(client, wake.clone()),
-            allocated,
+            allocations,
+            checked_at: AtomicU64::new(u64::MAX),
             admitted: Mutex::default(),
+            pending: Mutex::default(),
             kernel: Mutex::new(Kernel::new(&node)),
             node,
             requested: AtomicU64::new(0),

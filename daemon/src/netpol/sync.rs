@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 
-use super::{lock, PolicyAgent, PolicyError};
+use super::{lock, Kernel, Overlaid, PolicyAgent, PolicyError};
 use crate::policy::{PodRef, PolicyRef, PolicyType, Snapshot};
 
 /// How often the table's counters are read into the metrics.
@@ -60,13 +60,13 @@ impl PolicyAgent {
     /// `whole` the entire table (removing whatever else is in it).
     fn sync(&self, whole: bool) -> Result<(), PolicyError> {
         let started = Instant::now();
-        let snapshot = self.snapshot();
         if whole {
             // A replace starts the counters again: count what they hold.
             self.read_counters();
         }
         let mut guard = lock(&self.kernel);
         let kernel = &mut *guard;
+        let (snapshot, overlaid) = self.snapshot(kernel, whole);
         // Until an apply succeeds (this one may fail, or panic), the
         // compiler's changes since the table's last apply are not all in
         // its last `changes`.
@@ -81,16 +81,20 @@ impl PolicyAgent {
                 (false, false) => table.apply_changes(ruleset, changes),
             })
         });
-        kernel.unapplied = !matches!(outcome, Some(Ok(Ok(_))));
-        let mut kernel = guard;
+        let ok = matches!(outcome, Some(Ok(Ok(_))));
+        kernel.unapplied = !ok;
+        // Kept also after a failure (the next sync starts afresh from the
+        // watch): it was taken from here.
+        kernel.snapshot = Arc::new(snapshot);
+        kernel.overlaid = overlaid.filter(|_| ok);
         let applied = match outcome {
             None => return Err(PolicyError::Retired),
             Some(Err(e)) => return Err(PolicyError::Kernel(e.to_string())),
             Some(Ok(Err(e))) => return Err(PolicyError::Kernel(e.to_string())),
             Some(Ok(Ok(applied))) => applied,
         };
-        kernel.snapshot = Arc::new(snapshot);
         self.metrics.policy.set_size(kernel.table.size());
+        drop(guard);
         let took = started.elapsed();
         self.metrics.policy.sync.observe(took.as_secs_f64());
         let admitted = lock(&self.admitted).len();
@@ -99,21 +103,34 @@ impl PolicyAgent {
     }
 
     /// The watched snapshot with the admitted pods laid over it (those
-    /// whose attachment IPAM no longer holds dropped first).
-    pub(super) fn snapshot(&self) -> Snapshot {
-        let (mut snapshot, left_out) = {
-            let mut kernel = lock(&self.kernel);
-            let (snapshot, left_out) = self.cache.snapshot(&mut kernel.memos);
-            for e in left_out.iter().filter(|e| !kernel.left_out.contains(e)) {
-                tracing::warn!(problem = %e, "part of a NetworkPolicy, Pod or Namespace left out");
-            }
-            (snapshot, left_out)
-        };
-        lock(&self.kernel).left_out = left_out;
+    /// whose attachment IPAM no longer holds dropped first), and what it
+    /// was made of. When neither the watch nor the admitted pods but for
+    /// additions changed since the last sync, that sync's snapshot with
+    /// the additions laid over it: a pod's admission copies no snapshot.
+    fn snapshot(&self, kernel: &mut Kernel, afresh: bool) -> (Snapshot, Option<Overlaid>) {
+        let events = self.cache.events();
         let mut admitted = lock(&self.admitted);
-        admitted.retain(|k| (self.allocated)(k));
+        let releases = self.allocations.releases();
+        if self.checked_at.swap(releases, Ordering::SeqCst) != releases {
+            admitted.retain(|k| self.allocations.holds(k));
+        }
+        let now = Overlaid {
+            events,
+            removals: admitted.removals(),
+        };
+        if !afresh && kernel.overlaid == Some(now) {
+            let last = std::mem::take(&mut kernel.snapshot);
+            let mut snapshot = Arc::unwrap_or_clone(last);
+            admitted.overlay_fresh(&mut snapshot, &self.node);
+            return (snapshot, Some(now));
+        }
+        let (mut snapshot, left_out) = self.cache.snapshot(&mut kernel.memos);
+        for e in left_out.iter().filter(|e| !kernel.left_out.contains(e)) {
+            tracing::warn!(problem = %e, "part of a NetworkPolicy, Pod or Namespace left out");
+        }
+        kernel.left_out = left_out;
         admitted.overlay(&mut snapshot, &self.node);
-        snapshot
+        (snapshot, Some(now))
     }
 
     /// Adds what the table's counters counted since the last read to the

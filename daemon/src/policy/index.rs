@@ -129,7 +129,7 @@ impl<'a> Index<'a> {
             every: &snapshot.pods,
             slots: Vec::with_capacity(snapshot.pods.len()),
         };
-        for ns in &snapshot.namespaces {
+        for ns in snapshot.namespaces.iter() {
             index.namespaces.insert(&ns.name, ns);
         }
         for pod in &snapshot.pods {

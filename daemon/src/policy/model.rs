@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
@@ -12,12 +13,14 @@ use serde::{Deserialize, Serialize};
 /// Labels, ordered so everything built from them is deterministic.
 pub type Labels = BTreeMap<String, String>;
 
-/// Everything the engine decides from.
+/// Everything the engine decides from. Namespaces and policies are
+/// shared: a sync whose watch saw no change copies only the pods, over
+/// which it lays the pods admitted since.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub namespaces: Vec<Namespace>,
+    pub namespaces: Arc<Vec<Namespace>>,
     pub pods: Vec<Pod>,
-    pub policies: Vec<NetworkPolicy>,
+    pub policies: Arc<Vec<NetworkPolicy>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

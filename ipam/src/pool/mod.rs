@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -180,6 +181,8 @@ pub struct Pool<S: PoolStore> {
     /// Serialises the read-choose-commit of allocate and release, and a change of ranges: this
     /// process is the only writer, so a mutex is cheaper than store-level retries.
     lock: Mutex<()>,
+    /// Releases so far: while it stays the same, every attachment held is still held.
+    releases: AtomicU64,
 }
 
 impl<S: PoolStore> Pool<S> {
@@ -189,6 +192,7 @@ impl<S: PoolStore> Pool<S> {
             layout: RwLock::new(Arc::new(Layout::new(config)?)),
             store,
             lock: Mutex::new(()),
+            releases: AtomicU64::new(0),
         })
     }
 
@@ -236,6 +240,16 @@ impl<S: PoolStore> Pool<S> {
     /// cursor. Nothing is stored unless every range got an address. The store is flushed before
     /// returning, outside the lock, so concurrent requests do not queue on the lock while flushing.
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocation, IpamError> {
+        self.allocate_then(req, |_| ())
+    }
+
+    /// [`Self::allocate`], calling `chosen` with the allocation once it is committed, before the
+    /// flush: work that needs the addresses goes on while the disk writes.
+    pub fn allocate_then(
+        &self,
+        req: &AllocateRequest,
+        chosen: impl FnOnce(&Allocation),
+    ) -> Result<Allocation, IpamError> {
         let alloc = {
             let _guard = lock(&self.lock);
             // Read under the lock: a change of ranges never meets half an allocation.
@@ -256,6 +270,7 @@ impl<S: PoolStore> Pool<S> {
                 None => self.allocate_new(&layout, req, &wanted)?,
             }
         };
+        chosen(&alloc);
         // Also on the idempotent path: the first attempt may have committed and then failed (or
         // crashed the caller) before its flush.
         self.store.flush()?;
@@ -340,6 +355,7 @@ impl<S: PoolStore> Pool<S> {
             self.store.remove(key)?
         };
         if let Some(alloc) = &removed {
+            self.releases.fetch_add(1, Ordering::SeqCst);
             self.store.flush()?;
             tracing::debug!(
                 container_id = %key.container_id,
@@ -353,6 +369,11 @@ impl<S: PoolStore> Pool<S> {
 
     pub fn get(&self, key: &AttachmentKey) -> Result<Option<Allocation>, IpamError> {
         self.store.get(key)
+    }
+
+    /// How many attachments were released so far (by this process).
+    pub fn releases(&self) -> u64 {
+        self.releases.load(Ordering::SeqCst)
     }
 
     pub fn list(&self) -> Result<Vec<Allocation>, IpamError> {

@@ -243,6 +243,7 @@ fn bench_daemon(node: &TestNetns, threads: usize, n: usize) -> Result<(Row, Stri
             netns: Some(netns.clone()),
             requested: Vec::new(),
             pod: None,
+            confirm_policy: false,
         };
         match call(&socket, &req) {
             Ok(Response::Allocated { allocation }) => Ok(allocation.ips[0].ip()),

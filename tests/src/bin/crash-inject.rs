@@ -467,6 +467,7 @@ fn finish_node(
         netns: None,
         requested: Vec::new(),
         pod: None,
+        confirm_policy: false,
     });
     if !matches!(reply, Ok(Response::Allocated { .. })) {
         counts.violation(format!("planting a leak: {reply:?}"));

@@ -177,7 +177,7 @@ impl Compiler {
     /// new ones (the last of a name counts, as in the index).
     fn namespaces_changed(&mut self, snapshot: &Snapshot) -> bool {
         let mut now: BTreeMap<&str, &Labels> = BTreeMap::new();
-        for ns in &snapshot.namespaces {
+        for ns in snapshot.namespaces.iter() {
             now.insert(&ns.name, &ns.labels);
         }
         let same = now.len() == self.namespaces.len()
@@ -255,7 +255,7 @@ impl Compiler {
             changed: false,
         };
         let keys = keyed(snapshot.policies.iter().map(|p| (&p.namespace, &p.name)));
-        for (key, policy) in keys.into_iter().zip(&snapshot.policies) {
+        for (key, policy) in keys.into_iter().zip(snapshot.policies.iter()) {
             let before = match self.policies.get_mut(&key) {
                 Some(seen)
                     if seen.value.policy == *policy

@@ -15,6 +15,7 @@ mod error;
 mod policy;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as networking;
@@ -46,7 +47,7 @@ pub fn snapshot<'a>(
     let mut value = Snapshot::default();
     for ns in namespaces {
         match namespace(ns) {
-            Ok(ns) => value.namespaces.push(ns),
+            Ok(ns) => Arc::make_mut(&mut value.namespaces).push(ns),
             Err(e) => left_out.push(e),
         }
     }
@@ -62,7 +63,7 @@ pub fn snapshot<'a>(
     for np in policies {
         match network_policy(np) {
             Ok(c) => {
-                value.policies.push(c.value);
+                Arc::make_mut(&mut value.policies).push(c.value);
                 left_out.extend(c.left_out);
             }
             Err(e) => left_out.push(e),

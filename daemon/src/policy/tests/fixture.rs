@@ -32,7 +32,8 @@ pub fn world() -> Snapshot {
             name: (*ns).into(),
             labels: labels(&[("ns", ns), ("kubernetes.io/metadata.name", ns)]),
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     let pods = pod_names()
         .into_iter()
         .enumerate()
@@ -55,7 +56,7 @@ pub fn world() -> Snapshot {
     Snapshot {
         namespaces,
         pods,
-        policies: Vec::new(),
+        policies: Default::default(),
     }
 }
 
@@ -211,7 +212,7 @@ pub const BOTH: &[PolicyType] = &[PolicyType::Ingress, PolicyType::Egress];
 
 pub fn with(policies: Vec<NetworkPolicy>) -> Snapshot {
     Snapshot {
-        policies,
+        policies: policies.into(),
         ..world()
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::fixture::labels;
 use super::reference;
@@ -191,9 +192,9 @@ fn policy(rng: &mut Rng, k: usize) -> NetworkPolicy {
 
 pub(crate) fn snapshot(rng: &mut Rng) -> Snapshot {
     Snapshot {
-        namespaces: NAMESPACES.iter().map(|n| namespace(rng, n)).collect(),
+        namespaces: Arc::new(NAMESPACES.iter().map(|n| namespace(rng, n)).collect()),
         pods: (0..5 + rng.below(20)).map(|k| pod(rng, k)).collect(),
-        policies: (0..rng.below(10)).map(|k| policy(rng, k)).collect(),
+        policies: Arc::new((0..rng.below(10)).map(|k| policy(rng, k)).collect()),
     }
 }
 
@@ -227,22 +228,22 @@ pub(crate) fn mutate(rng: &mut Rng, s: &mut Snapshot, step: usize) {
                 let fresh = pod(rng, i);
                 s.pods[i].ports = fresh.ports;
             }
-            6 => s.policies.push(policy(rng, 100 + step)),
+            6 => Arc::make_mut(&mut s.policies).push(policy(rng, 100 + step)),
             7 if policies > 0 => {
-                s.policies.remove(rng.below(policies));
+                Arc::make_mut(&mut s.policies).remove(rng.below(policies));
             }
             8 if policies > 0 => {
                 let i = rng.below(policies);
-                s.policies[i].ingress.extend(rules(rng));
+                Arc::make_mut(&mut s.policies)[i].ingress.extend(rules(rng));
             }
             9 if policies > 0 => {
                 let i = rng.below(policies);
-                s.policies[i].pod_selector = selector(rng);
+                Arc::make_mut(&mut s.policies)[i].pod_selector = selector(rng);
             }
             10 if rng.chance(30) => {
                 let i = rng.below(s.namespaces.len());
                 let name = s.namespaces[i].name.clone();
-                s.namespaces[i] = namespace(rng, &name);
+                Arc::make_mut(&mut s.namespaces)[i] = namespace(rng, &name);
             }
             _ => {
                 // The same objects, listed in another order.
@@ -252,7 +253,7 @@ pub(crate) fn mutate(rng: &mut Rng, s: &mut Snapshot, step: usize) {
                 }
                 if policies > 1 {
                     let i = rng.below(policies);
-                    s.policies.swap(0, i);
+                    Arc::make_mut(&mut s.policies).swap(0, i);
                 }
             }
         }

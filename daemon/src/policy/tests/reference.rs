@@ -78,7 +78,7 @@ impl<'a> Index<'a> {
             policies: BTreeMap::new(),
             pods: BTreeMap::new(),
         };
-        for ns in &snapshot.namespaces {
+        for ns in snapshot.namespaces.iter() {
             index.namespaces.insert(&ns.name, ns);
         }
         for pod in &snapshot.pods {

@@ -8,7 +8,7 @@ use super::fixture::{block, expr, labels, named, pods_in, policy, rule, sel, tcp
 use crate::policy::{compile, ContainerPort, Namespace, Operator, Pod, Protocol, Snapshot};
 
 fn big() -> Snapshot {
-    let namespaces = (0..10)
+    let namespaces: Vec<Namespace> = (0..10)
         .map(|i| Namespace {
             name: format!("ns-{i}"),
             labels: labels(&[("team", &format!("t{}", i % 3))]),
@@ -32,7 +32,7 @@ fn big() -> Snapshot {
             host_network: false,
         })
         .collect();
-    let policies = (0..1000usize)
+    let policies: Vec<crate::policy::NetworkPolicy> = (0..1000usize)
         .map(|j| {
             let ingress = rule(
                 vec![pods_in(sel(&[]), sel(&[("tier", "web")]))],
@@ -66,9 +66,9 @@ fn big() -> Snapshot {
         })
         .collect();
     Snapshot {
-        namespaces,
+        namespaces: namespaces.into(),
         pods,
-        policies,
+        policies: policies.into(),
     }
 }
 

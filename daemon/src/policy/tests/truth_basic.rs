@@ -358,7 +358,10 @@ fn team_world(from: crate::policy::Peer) -> crate::policy::Snapshot {
         vec![rule(vec![from], vec![])],
         vec![],
     )]);
-    let z = s.namespaces.iter_mut().find(|n| n.name == "z").unwrap();
+    let z = std::sync::Arc::make_mut(&mut s.namespaces)
+        .iter_mut()
+        .find(|n| n.name == "z")
+        .unwrap();
     z.labels.insert("team".into(), "blue".into());
     s
 }

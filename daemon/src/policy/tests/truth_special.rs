@@ -24,7 +24,8 @@ fn policy_update_then_deletion() {
     let mut s = with(vec![policy("x", "p", all(), None, vec![], vec![])]);
     expect(&s, 80, TCP, X_CLOSED);
 
-    s.policies[0].ingress = vec![rule(vec![namespaces(sel(&[("ns", "y")]))], vec![])];
+    std::sync::Arc::make_mut(&mut s.policies)[0].ingress =
+        vec![rule(vec![namespaces(sel(&[("ns", "y")]))], vec![])];
     expect(
         &s,
         80,
@@ -42,7 +43,7 @@ fn policy_update_then_deletion() {
     zc  X  X  X  .  .  .  .  .  .",
     );
 
-    s.policies.clear();
+    std::sync::Arc::make_mut(&mut s.policies).clear();
     expect(&s, 80, TCP, OPEN);
     assert!(compile(&s, "node-1")
         .pods

@@ -111,8 +111,10 @@ enum Kind {
     Podnet,
     PodnetIpam,
     /// podnet + podnet-ipam with podnetd on the Kubernetes store (a fake
-    /// API server) enforcing NetworkPolicy: each ADD waits until the pod's
-    /// rules are in the kernel (issue 14).
+    /// API server, in the node's namespace with podnetd, as the
+    /// DaemonSet's hostNetwork podnetd reaches the API) enforcing
+    /// NetworkPolicy: each ADD returns once the pod's rules are in the
+    /// kernel (issue 14).
     PodnetPolicy,
     Bridge,
     HostLocal,

@@ -132,7 +132,7 @@ fn targets(md: &mut Markdown, opts: &Opts, round: &[PhaseResult]) {
     ));
     md.para(format_args!(
         "Issue 14: with NetworkPolicy enforced ({POLICIES} policies isolating every pod; each ADD \
-         answered once the pod's rules are in the kernel), podnet + podnet-ipam total over \
+         returns once the pod's rules are in the kernel), podnet + podnet-ipam total over \
          bridge + host-local total: ADD ≤ {ADD_TARGET:.2}, DEL ≤ {DEL_TARGET:.2}."
     ));
     md.table(&targets_table(

@@ -66,18 +66,30 @@ fn start_daemon(node: &TestNode, pods: usize) -> TestDaemon {
 /// [`POLICIES`] policies that isolate every pod of [`POD_NAMESPACE`] (and
 /// whose peers are other pods of it), and `pods` pods, as the kubelet
 /// would have created them before their ADD.
-fn policy_api(pods: usize) -> (podnet_tests::fake_api::FakeApi, tokio::runtime::Runtime) {
+fn policy_api(
+    node: &TestNode,
+    pods: usize,
+) -> (podnet_tests::fake_api::FakeApi, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let api = rt.block_on(podnet_tests::fake_api::FakeApi::start(vec![json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": { "name": NODE_NAME, "uid": "uid-node-a" },
-        "spec": { "podCIDR": DAEMON_CLUSTER_CIDR, "podCIDRs": [DAEMON_CLUSTER_CIDR] },
-        "status": { "addresses": [{ "type": "InternalIP", "address": NODE_IP }] },
-    })]));
+    // In the node's namespace, where podnetd runs (as the DaemonSet's,
+    // with hostNetwork, runs in the node's).
+    let listener = node
+        .ns
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let api = rt.block_on(podnet_tests::fake_api::FakeApi::start_on(
+        listener,
+        vec![json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": NODE_NAME, "uid": "uid-node-a" },
+            "spec": { "podCIDR": DAEMON_CLUSTER_CIDR, "podCIDRs": [DAEMON_CLUSTER_CIDR] },
+            "status": { "addresses": [{ "type": "InternalIP", "address": NODE_IP }] },
+        })],
+    ));
     api.update(|s| {
         for ns in (0..10).map(|i| format!("team-{i}")).chain([POD_NAMESPACE.to_string()]) {
             s.put_in("namespaces", json!({ "apiVersion": "v1", "kind": "Namespace",
@@ -110,8 +122,8 @@ fn policy_api(pods: usize) -> (podnet_tests::fake_api::FakeApi, tokio::runtime::
     (api, rt)
 }
 
-/// podnetd managing `node` from outside it, on the fake API's Kubernetes
-/// store, enforcing NetworkPolicy; the node gets an underlay address.
+/// podnetd in `node`, on the fake API's Kubernetes store, enforcing
+/// NetworkPolicy; the node gets an underlay address.
 fn start_policy_daemon(
     node: &TestNode,
     pods: usize,
@@ -128,7 +140,6 @@ fn start_policy_daemon(
         node_name: NODE_NAME.into(),
         cluster_cidr: DAEMON_CLUSTER_CIDR.into(),
         max_pods: u32::try_from(pods.max(110)).unwrap(),
-        manage_netns: Some(node.ns.path().to_path_buf()),
         kubeconfig: Some(api.kubeconfig()),
         node_ip: Some(NODE_IP.into()),
         log: BENCH_LOG.into(),
@@ -207,7 +218,7 @@ impl Subject {
     pub fn new(kind: Kind, pods: usize) -> Self {
         let node = TestNode::new(0);
         cleanup::register_dir(node.data_dir.path());
-        let api = (kind == Kind::PodnetPolicy).then(|| policy_api(pods));
+        let api = (kind == Kind::PodnetPolicy).then(|| policy_api(&node, pods));
         let daemon = match (&api, kind) {
             (Some((api, _)), _) => Some(start_policy_daemon(&node, pods, api)),
             (None, Kind::PodnetIpam) => Some(start_daemon(&node, pods)),

@@ -129,9 +129,9 @@ pub fn snapshot(sizes: &Sizes, real: &Real) -> Snapshot {
     let simulated = sizes.policies.saturating_sub(policies.len());
     policies.extend((0..simulated).map(|j| policy(sizes, j)));
     Snapshot {
-        namespaces,
+        namespaces: namespaces.into(),
         pods,
-        policies,
+        policies: policies.into(),
     }
 }
 
@@ -326,18 +326,20 @@ pub fn change(s: &mut Snapshot, sizes: &Sizes, kind: Change, rng: &mut Rng, n: u
         Change::AddRule => {
             if let Some(i) = pick(rng, &s.policies, simulated_policy) {
                 let team = format!("t{}", rng.below(TEAMS as u64));
-                s.policies[i].ingress.push(Rule {
-                    peers: vec![Peer::Pods {
-                        namespace_selector: Some(sel(&[("team", &team)])),
-                        pod_selector: Some(sel(&[("tier", "api")])),
-                    }],
-                    ports: vec![tcp(PortRef::Number(7000 + (n % 1000) as u16))],
-                });
+                std::sync::Arc::make_mut(&mut s.policies)[i]
+                    .ingress
+                    .push(Rule {
+                        peers: vec![Peer::Pods {
+                            namespace_selector: Some(sel(&[("team", &team)])),
+                            pod_selector: Some(sel(&[("tier", "api")])),
+                        }],
+                        ports: vec![tcp(PortRef::Number(7000 + (n % 1000) as u16))],
+                    });
             }
         }
         Change::DeletePolicy => {
             if let Some(i) = pick(rng, &s.policies, simulated_policy) {
-                s.policies.remove(i);
+                std::sync::Arc::make_mut(&mut s.policies).remove(i);
             }
         }
         Change::PodLabel => {
