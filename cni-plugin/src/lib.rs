@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod cmd;
+pub mod conntrack;
 pub mod delegate;
 pub mod error;
 pub mod ipam;
@@ -11,5 +12,7 @@ pub mod logging;
 pub mod mac;
 pub mod names;
 pub mod netlink;
+pub mod nfnetlink;
+pub mod nft;
 pub mod skel;
 pub mod spec;

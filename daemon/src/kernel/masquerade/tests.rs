@@ -36,7 +36,7 @@ fn no_ranges_no_rules() {
 #[test]
 fn the_table_is_replaced_whole_then_chain_then_one_rule_a_range() {
     let tx = transaction(&[net("10.244.0.0/16"), net("fd00:10:244::/56")]);
-    let ops = crate::kernel::nft::tests_support::ops(tx);
+    let ops = crate::kernel::nft::tests_support::ops(tx).unwrap();
     assert_eq!(
         ops,
         [

@@ -88,6 +88,11 @@ mod table;
 
 #[cfg(test)]
 mod tests;
+/// Each message of a transaction as its `nft` command.
+#[cfg(test)]
+fn tests_ops(tx: crate::kernel::nft::Transaction) -> Vec<String> {
+    crate::kernel::nft::tests_support::ops(tx).unwrap()
+}
 #[cfg(test)]
 mod tests_diff;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::names;
 use super::*;
-use crate::kernel::nft::tests_support::ops;
+use super::tests_ops as ops;
 use crate::policy::{
     Allow, PeerSet, PeerSetId, Peers, PodRef, PodRules, PolicyRef, PolicyType, PortMatch, Protocol,
     Ruleset,

@@ -3,7 +3,7 @@
 
 use super::tests::{allow, base, ip, pod, rules, set, SET1, SET2, T};
 use super::*;
-use crate::kernel::nft::tests_support::ops;
+use super::tests_ops as ops;
 use crate::policy::{Peers, Protocol, Ruleset};
 
 const S1: &str = "peers-0000000000000001";

@@ -4,7 +4,7 @@
 
 use super::layout::Layout;
 use super::*;
-use crate::kernel::nft::tests_support::ops;
+use super::tests_ops as ops;
 use crate::policy::tests::incremental::{mutate, snapshot, Rng, NODE};
 use crate::policy::{Compiler, Ruleset};
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_sys::Socket;
 
-use podnet_cni::netlink::NetlinkError;
+use crate::netlink::NetlinkError;
 
 use super::nfnetlink::{self, NLA_F_NESTED, NLMSG_HDRLEN};
 

@@ -9,7 +9,7 @@ use super::msg::{self, Attrs, Writer};
 use super::tests_set::{ip, prefix, sets};
 use super::uapi::*;
 use super::*;
-use crate::kernel::nfnetlink::NLA_F_NESTED;
+use crate::nfnetlink::NLA_F_NESTED;
 
 pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -9,7 +9,7 @@
 //! depend on system libraries. The unit tests hold `nft`'s own bytes.
 //!
 //! ```no_run
-//! use podnetd::kernel::nft::*;
+//! use podnet_cni::nft::*;
 //! # fn main() -> Result<(), NftError> {
 //! let t = Table::new(Family::Inet, "podnet-policy");
 //! let fw = Chain::base(&t, "forward", BaseChain {
@@ -66,14 +66,11 @@ pub use object::{BaseChain, Chain, ChainType, Family, Hook, Policy, Table};
 pub use rule::{CtState, Field, Rule};
 pub use set::{Atom, ElemData, Element, KeyType, MapData, Part, Set};
 
-/// What other modules' unit tests read of a transaction.
-#[cfg(test)]
-pub(crate) mod tests_support {
+/// What unit tests (podnetd's too) read of a transaction.
+#[doc(hidden)]
+pub mod tests_support {
     /// Each message as its `nft` command.
-    pub(crate) fn ops(tx: super::Transaction) -> Vec<String> {
-        match tx.finish() {
-            Ok(batch) => batch.ops.into_iter().map(|(_, op)| op).collect(),
-            Err(e) => panic!("{e}"),
-        }
+    pub fn ops(tx: super::Transaction) -> Result<Vec<String>, super::NftError> {
+        Ok(tx.finish()?.ops.into_iter().map(|(_, op)| op).collect())
     }
 }

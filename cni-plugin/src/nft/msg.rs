@@ -2,7 +2,7 @@
 //! attributes written (4-byte aligned, nests flagged) and read back.
 
 use super::uapi::NFNETLINK_V0;
-use crate::kernel::nfnetlink::{NLA_F_NESTED, NLMSG_HDRLEN};
+use crate::nfnetlink::{NLA_F_NESTED, NLMSG_HDRLEN};
 
 /// The attribute type without the nested and byte-order flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;

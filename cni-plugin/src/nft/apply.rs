@@ -11,7 +11,7 @@ use super::batch::Batch;
 use super::error::NftError;
 use super::msg::{self, Attrs, Received, Writer, NFGENMSG_LEN};
 use super::uapi::*;
-use crate::kernel::nfnetlink::{self, NLMSG_HDRLEN};
+use crate::nfnetlink::{self, NLMSG_HDRLEN};
 
 const RECV_BUF: usize = 64 * 1024;
 /// What one queued acknowledgement costs the receive buffer: its socket

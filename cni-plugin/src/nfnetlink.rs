@@ -3,7 +3,7 @@
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use podnet_cni::netlink::NetlinkError;
+use crate::netlink::NetlinkError;
 
 /// Marks an attribute whose payload is more attributes (netlink.h).
 pub const NLA_F_NESTED: u16 = 0x8000;

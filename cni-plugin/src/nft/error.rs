@@ -3,7 +3,7 @@
 
 use std::io;
 
-use podnet_cni::netlink::NetlinkError;
+use crate::netlink::NetlinkError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
