@@ -73,6 +73,15 @@ pub enum PluginError {
     Kernel(#[from] NetlinkError),
     #[error("the IPAM request thread failed")]
     IpamThread,
+    #[error("hostPort {mapping} is taken by {owner} on this node")]
+    HostPortTaken { mapping: String, owner: String },
+    #[error("hostPort rules: {0}")]
+    HostPort(#[source] crate::nft::NftError),
+    #[error("cannot turn route_localnet on for {path} (hostPort from localhost): {source}")]
+    RouteLocalnet {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Check(#[from] CheckFailure),
     /// DEL and GC keep going after a failure and report them all at the end.
@@ -113,6 +122,8 @@ pub enum CheckFailure {
     HostVethMissing(String),
     #[error("bridge {0} is missing")]
     BridgeMissing(String),
+    #[error("hostPort {0} is not mapped to this pod")]
+    HostPortMissing(String),
     #[error("host veth {veth} is not attached to bridge {bridge}")]
     NotOnBridge { veth: String, bridge: String },
     #[error("bridge {bridge} or host veth {veth} is down")]
@@ -223,7 +234,7 @@ impl PluginError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Env(_) => ErrorCode::INVALID_ENV,
-            Self::Stdin(_) | Self::Spool(_) => ErrorCode::IO,
+            Self::Stdin(_) | Self::Spool(_) | Self::RouteLocalnet { .. } => ErrorCode::IO,
             Self::Config(e) => e.code(),
             // An answer the IPAM plugin got wrong is the IPAM plugin's
             // failure, whatever is wrong in it (not a decode error of our
@@ -244,6 +255,9 @@ impl PluginError {
             Self::InterfaceExists { .. } => ErrorCode::INTERFACE_EXISTS,
             Self::Kernel(e) => netlink_code(e),
             Self::IpamThread => ErrorCode::INTERNAL,
+            // The pod holding it may be on its way out (its DEL to come).
+            Self::HostPortTaken { .. } => ErrorCode::TRY_AGAIN_LATER,
+            Self::HostPort(_) => ErrorCode::KERNEL,
             Self::Check(_) => ErrorCode::CHECK_FAILED,
             Self::Several(errors) => errors
                 .first()

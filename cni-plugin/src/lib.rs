@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod conntrack;
 pub mod delegate;
 pub mod error;
+pub mod hostport;
 pub mod ipam;
 pub mod ipam_plugin;
 pub mod logging;

@@ -18,8 +18,6 @@ pub struct ConfList<'a> {
     pub mtu: u32,
     pub socket: &'a Path,
     pub spool_dir: &'a Path,
-    /// Chain the reference portmap plugin (hostPort) when it is installed.
-    pub portmap: bool,
     pub cni_version: CniVersion,
 }
 
@@ -59,7 +57,7 @@ pub fn version_without_runtime(conf_dir: &Path) -> CniVersion {
 
 impl ConfList<'_> {
     pub fn to_json(&self) -> Value {
-        let mut plugins = vec![json!({
+        let plugins = vec![json!({
             "type": "podnet",
             "bridge": self.bridge,
             "mtu": self.mtu,
@@ -67,15 +65,15 @@ impl ConfList<'_> {
             // back to that same pod: the bridge must let it out by the
             // port it came in (as kubenet and other bridge setups do).
             "hairpinMode": true,
+            // hostPort is podnet's own: the runtime passes the pod's
+            // portMappings to it, and no second plugin runs per pod.
+            "capabilities": { "portMappings": true },
             "ipam": {
                 "type": "podnet-ipam",
                 "socket": self.socket,
                 "spoolDir": self.spool_dir,
             },
         })];
-        if self.portmap {
-            plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
-        }
         json!({
             // Runtimes that know CNI 1.1 pick the highest version common to
             // both sides from `cniVersions`; older ones read only
@@ -151,7 +149,6 @@ mod tests {
             mtu: 1450,
             socket: Path::new("/run/podnet/ipam.sock"),
             spool_dir: Path::new("/var/lib/podnet/spool"),
-            portmap: true,
             cni_version: CniVersion::LATEST,
         }
     }
@@ -162,7 +159,8 @@ mod tests {
         let doc = c.to_json();
         assert_eq!(doc["cniVersion"], "1.1.0");
         assert_eq!(doc["cniVersions"][3], "1.1.0");
-        assert_eq!(doc["plugins"][1]["type"], "portmap");
+        assert_eq!(doc["plugins"].as_array().map(Vec::len), Some(1));
+        assert_eq!(doc["plugins"][0]["capabilities"]["portMappings"], true);
         // The first plugin's configuration, as libcni would hand it to
         // podnet, parses with podnet's own strict parser.
         let mut plugin = doc["plugins"][0].clone();

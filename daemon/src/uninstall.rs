@@ -58,7 +58,7 @@ pub fn clean_node(net: &NodeNet, config: &DaemonConfig) -> Result<(), DaemonErro
 }
 
 /// Routes podnet owns (protocol 157), the VXLAN device, the bridge and the
-/// nftables tables (masquerade, NetworkPolicy), in the node's namespace.
+/// nftables tables (masquerade, NetworkPolicy, hostPort), in the node's namespace.
 fn clean_kernel(net: &NodeNet, bridge: &str) -> Result<(), DaemonError> {
     let mut nl = net.netlink()?;
     for r in routes::current(&mut nl)? {
@@ -68,6 +68,8 @@ fn clean_kernel(net: &NodeNet, bridge: &str) -> Result<(), DaemonError> {
     link::remove_link(&mut nl, bridge)?;
     net.run(masquerade::remove_masquerade)??;
     net.run(|| crate::kernel::policy::PolicyTable::new().remove())?
+        .map_err(podnet_cni::netlink::NetlinkError::from)?;
+    net.run(podnet_cni::hostport::remove_all)?
         .map_err(podnet_cni::netlink::NetlinkError::from)?;
     Ok(())
 }

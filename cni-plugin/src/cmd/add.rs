@@ -146,7 +146,23 @@ impl<'a> Attempt<'a> {
         if let Some(policy) = answer.policy {
             policy.wait()?;
         }
+        self.map_host_ports(&result)?;
         Ok(result)
+    }
+
+    /// The pod's hostPorts (`portMappings`), in one transaction: the last
+    /// step, so a refusal leaves nothing of them for the rollback.
+    fn map_host_ports(&self, result: &CniResult) -> Result<(), PluginError> {
+        let mappings = &self.conf.runtime_config.port_mappings;
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        let ips: Vec<IpNetwork> = result.ips.iter().map(|i| i.address).collect();
+        if ips.iter().any(IpNetwork::is_ipv4) {
+            crate::hostport::allow_localhost(self.conf.bridge.as_str())?;
+        }
+        let owner = crate::hostport::owner(self.args.container_id(), self.args.ifname());
+        crate::hostport::add(&owner, mappings, &ips)
     }
 
     /// The first pod of the node: the bridge is created only once IPAM has
@@ -236,7 +252,8 @@ impl Attempt<'_> {
             other => other?,
         }
         made.veth = true;
-        if conf.hairpin_mode {
+        // A pod reaching its own hostPort comes back by the port it left.
+        if conf.hairpin_mode || !conf.runtime_config.port_mappings.is_empty() {
             if let Some(host) = link::get_link(host_nl, host_name)? {
                 link::set_hairpin(host_nl, host.index, true)?;
             }

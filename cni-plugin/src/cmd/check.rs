@@ -15,6 +15,8 @@ pub fn check(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
         .ok_or(PluginError::MissingPrevResult { verb: "CHECK" })?;
     check_pod_side(args, prev)?;
     check_node_side(args, conf)?;
+    let owner = crate::hostport::owner(args.container_id(), args.ifname());
+    crate::hostport::check(&owner, &conf.runtime_config.port_mappings)?;
     ipam::check(args, conf)
 }
 

@@ -24,6 +24,12 @@ pub fn del(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
     if let Err(e) = released {
         errors.push(e);
     }
+    // Found by their owner in the kernel: with podnetd down, the pod's
+    // namespace gone, or runtimeConfig not passed again.
+    let owner = crate::hostport::owner(args.container_id(), args.ifname());
+    if let Err(e) = crate::hostport::del(&owner) {
+        errors.push(e);
+    }
     PluginError::all(errors)
 }
 

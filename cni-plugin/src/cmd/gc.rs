@@ -25,6 +25,13 @@ pub fn gc(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
     if let Err(e) = remove_stale_veths(conf, &keep) {
         errors.push(e);
     }
+    let owners: Vec<String> = valid
+        .iter()
+        .map(|a| crate::hostport::owner(&a.container_id, &a.ifname))
+        .collect();
+    if let Err(e) = crate::hostport::gc(&owners) {
+        errors.push(e);
+    }
     if let Err(e) = ipam::gc(args, conf) {
         errors.push(e);
     }

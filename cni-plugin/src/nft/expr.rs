@@ -215,6 +215,19 @@ pub enum Expr {
         bytes: u64,
     },
     Masquerade,
+    /// `dnat`: the destination becomes the address in `addr` (of the IP
+    /// version `family`, `NFPROTO_IPV4` or `NFPROTO_IPV6`) and the port in
+    /// `port`.
+    Dnat {
+        family: u8,
+        addr: Reg,
+        port: Reg,
+    },
+    /// `fib daddr type`: the route type of the destination address
+    /// (`RTN_LOCAL` for one of this host's).
+    FibDaddrType {
+        dreg: Reg,
+    },
     /// An expression podnet does not write, seen in a listed rule.
     Unknown {
         name: String,
@@ -234,6 +247,8 @@ impl Expr {
             Self::Ct { .. } => "ct",
             Self::Counter { .. } => "counter",
             Self::Masquerade => "masq",
+            Self::Dnat { .. } => "nat",
+            Self::FibDaddrType { .. } => "fib",
             Self::Unknown { name } => name,
         }
     }
@@ -313,6 +328,18 @@ impl Expr {
                     w.attr_be64(NFTA_COUNTER_PACKETS, *packets);
                 }
             }
+            // libnftnl's order.
+            Self::Dnat { family, addr, port } => {
+                w.attr_be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
+                w.attr_be32(NFTA_NAT_FAMILY, u32::from(*family));
+                w.attr_be32(NFTA_NAT_REG_ADDR_MIN, addr.0);
+                w.attr_be32(NFTA_NAT_REG_PROTO_MIN, port.0);
+            }
+            Self::FibDaddrType { dreg } => {
+                w.attr_be32(NFTA_FIB_DREG, dreg.0);
+                w.attr_be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+                w.attr_be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+            }
             Self::Masquerade | Self::Unknown { .. } => {}
         }
     }
@@ -388,6 +415,19 @@ fn decode_data(name: &str, d: &[u8]) -> Option<Expr> {
             bytes: be64(find(d, NFTA_COUNTER_BYTES)?)?,
         },
         "masq" if Attrs::new(d).next().is_none() => Expr::Masquerade,
+        "nat" if u32_attr(d, NFTA_NAT_TYPE)? == NFT_NAT_DNAT => Expr::Dnat {
+            family: u8::try_from(u32_attr(d, NFTA_NAT_FAMILY)?).ok()?,
+            addr: reg(d, NFTA_NAT_REG_ADDR_MIN)?,
+            port: reg(d, NFTA_NAT_REG_PROTO_MIN)?,
+        },
+        "fib"
+            if u32_attr(d, NFTA_FIB_RESULT)? == NFT_FIB_RESULT_ADDRTYPE
+                && u32_attr(d, NFTA_FIB_FLAGS)? == NFTA_FIB_F_DADDR =>
+        {
+            Expr::FibDaddrType {
+                dreg: reg(d, NFTA_FIB_DREG)?,
+            }
+        }
         _ => return None,
     })
 }

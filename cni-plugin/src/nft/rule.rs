@@ -335,6 +335,26 @@ impl Rule {
         self.push(exprs, format!("ct state {}", states.describe()))
     }
 
+    /// `ct status dnat`: the connection's destination was translated.
+    pub fn ct_dnat(self) -> Self {
+        /// `IPS_DST_NAT` of `nf_conntrack_common.h`.
+        const DST_NAT: u32 = 1 << 5;
+        let exprs = [
+            Expr::Ct {
+                key: CtKey::Status,
+                dreg: Reg::R1,
+            },
+            Expr::Bitwise {
+                sreg: Reg::R1,
+                dreg: Reg::R1,
+                mask: DST_NAT.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            cmp(CmpOp::Neq, vec![0; 4]),
+        ];
+        self.push(exprs, "ct status dnat".into())
+    }
+
     /// `FIELDS @set`: the packet's fields, concatenated, are in the set.
     pub fn in_set(self, fields: &[Field], set: &str) -> Self {
         self.lookup(fields, set, false, None)
@@ -415,6 +435,53 @@ impl Rule {
     /// `masquerade`: the source becomes the outgoing interface's address.
     pub fn masquerade(self) -> Self {
         self.push([Expr::Masquerade], "masquerade".into())
+    }
+
+    /// `dnat ip to ADDR:PORT` (or `ip6`, `[ADDR]:PORT`): the connection
+    /// goes to `to` instead. In an inet table, the rule must have checked
+    /// the IP version first (a field of it, or [`Self::nfproto`]).
+    pub fn dnat(self, to: std::net::SocketAddr) -> Self {
+        let (family, addr) = match to.ip() {
+            std::net::IpAddr::V4(a) => (NFPROTO_IPV4, a.octets().to_vec()),
+            std::net::IpAddr::V6(a) => (NFPROTO_IPV6, a.octets().to_vec()),
+        };
+        // The port in the next register after the address's (16 bytes
+        // for either version).
+        let port = Reg(2);
+        let exprs = [
+            Expr::Immediate {
+                dreg: Reg::R1,
+                data: Data::Value(addr),
+            },
+            Expr::Immediate {
+                dreg: port,
+                data: Data::Value(to.port().to_be_bytes().to_vec()),
+            },
+            Expr::Dnat {
+                family,
+                addr: Reg::R1,
+                port,
+            },
+        ];
+        let words = match to {
+            std::net::SocketAddr::V4(_) => format!("dnat ip to {to}"),
+            std::net::SocketAddr::V6(_) => format!("dnat ip6 to {to}"),
+        };
+        self.push(exprs, words)
+    }
+
+    /// `fib daddr type local`: the destination is one of this host's
+    /// addresses.
+    pub fn to_local_address(self) -> Self {
+        let exprs = [
+            Expr::FibDaddrType { dreg: Reg::R1 },
+            Expr::Cmp {
+                sreg: Reg::R1,
+                op: CmpOp::Eq,
+                data: RTN_LOCAL.to_ne_bytes().to_vec(),
+            },
+        ];
+        self.push(exprs, "fib daddr type local".into())
     }
 
     /// `comment "TEXT"`, kept by the kernel with the rule.

@@ -106,6 +106,18 @@ pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
 pub const NFTA_COUNTER_BYTES: u16 = 1;
 pub const NFTA_COUNTER_PACKETS: u16 = 2;
+pub const NFTA_NAT_TYPE: u16 = 1;
+pub const NFTA_NAT_FAMILY: u16 = 2;
+pub const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+pub const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+pub const NFT_NAT_DNAT: u32 = 1;
+pub const NFTA_FIB_DREG: u16 = 1;
+pub const NFTA_FIB_RESULT: u16 = 2;
+pub const NFTA_FIB_FLAGS: u16 = 3;
+pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `RTN_LOCAL` of `rtnetlink.h`: an address of this host.
+pub const RTN_LOCAL: u32 = 2;
 
 // Verdict codes (netfilter.h, nf_tables.h), as signed 32-bit numbers.
 pub const NF_DROP: i32 = 0;

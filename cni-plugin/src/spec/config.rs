@@ -428,7 +428,7 @@ fn parse_ipam(section: &Value, o: &Map<String, Value>, own: bool) -> Result<Ipam
 
 mod runtime;
 use runtime::{parse_args_ips, parse_runtime_config, parse_valid_attachments};
-pub use runtime::{Attachment, RuntimeConfig};
+pub use runtime::{Attachment, PortMapping, PortProtocol, RuntimeConfig};
 
 #[cfg(test)]
 mod tests;

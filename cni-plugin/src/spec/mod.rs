@@ -10,7 +10,9 @@ pub mod ipam;
 pub mod result;
 pub mod version;
 
-pub use config::{Attachment, ConfigError, NetConf, RuntimeConfig, VersionRequest};
+pub use config::{
+    Attachment, ConfigError, NetConf, PortMapping, PortProtocol, RuntimeConfig, VersionRequest,
+};
 pub use error::{ErrorCode, ErrorReply};
 pub use ifname::IfName;
 pub use ipam::{IpamConf, IpamKind, NativeConf};

@@ -62,7 +62,6 @@ pub fn forget_connections(net: Arc<NodeNet>) -> std::sync::mpsc::Sender<Vec<std:
 pub fn write_conflist(
     config: &DaemonConfig,
     mtu: u32,
-    portmap: bool,
     cni_version: podnet_cni::spec::CniVersion,
 ) -> Result<std::path::PathBuf, DaemonError> {
     cniconf::write_conflist(
@@ -72,7 +71,6 @@ pub fn write_conflist(
             mtu,
             socket: &config.socket(),
             spool_dir: &config.spool_dir,
-            portmap,
             cni_version,
         },
     )
@@ -84,7 +82,6 @@ pub fn write_conflist(
 pub async fn settle_conflist_version(
     config: DaemonConfig,
     mtu: u32,
-    portmap: bool,
     written: podnet_cni::spec::CniVersion,
 ) {
     let Some(socket) = config.cri_socket.clone() else {
@@ -98,7 +95,7 @@ pub async fn settle_conflist_version(
         };
         let wanted = cniconf::version_for_runtime(&name, &version);
         if wanted != written {
-            match write_conflist(&config, mtu, portmap, wanted) {
+            match write_conflist(&config, mtu, wanted) {
                 Ok(_) => {
                     tracing::info!(runtime = %name, %version, cni_version = %wanted, "the runtime answered: conflist rewritten")
                 }

@@ -392,14 +392,12 @@ async fn write_cni_config(config: &DaemonConfig, pod_mtu: u32) -> Result<PathBuf
         let installed = cniconf::install_plugins(&config.cni_bin_dir)?;
         tracing::info!(?installed, "installed the plugins");
     }
-    let portmap = config.cni_bin_dir.join("portmap").is_file();
     let (cni_version, settled) = conflist_version(config).await;
-    let path = background::write_conflist(config, pod_mtu, portmap, cni_version)?;
+    let path = background::write_conflist(config, pod_mtu, cni_version)?;
     if !settled {
         tokio::spawn(background::settle_conflist_version(
             config.clone(),
             pod_mtu,
-            portmap,
             cni_version,
         ));
     }

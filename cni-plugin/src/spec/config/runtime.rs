@@ -11,13 +11,61 @@ use crate::mac::{BadMac, MacAddr};
 use crate::spec::result::parse_cidr;
 
 /// Capability arguments podnet consumes from `runtimeConfig`; other
-/// capabilities (portMappings, bandwidth, ...) are for chained plugins and are ignored.
+/// capabilities (bandwidth, ...) are for chained plugins and are ignored.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct RuntimeConfig {
     /// `ips` capability: "10.1.2.3/24" or bare "10.1.2.3" (read as /32 or /128).
     pub ips: Vec<IpNetwork>,
     /// `mac` capability: a unicast 48-bit MAC address.
     pub mac: Option<MacAddr>,
+    /// `portMappings` capability: the pod's hostPorts.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// One `portMappings` entry: connections to `host_port` (on `host_ip`, or
+/// on any of the node's addresses) go to the pod's `container_port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: PortProtocol,
+    pub host_ip: Option<IpAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortProtocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl PortProtocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Sctp => 132,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Sctp => "sctp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            // The runtimes send "" for Kubernetes' default.
+            "" | "tcp" => Some(Self::Tcp),
+            "udp" => Some(Self::Udp),
+            "sctp" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
 }
 
 /// One entry of `cni.dev/valid-attachments`.
@@ -128,7 +176,81 @@ pub(super) fn parse_runtime_config(o: &Map<String, Value>) -> Result<RuntimeConf
             ))
         }
     };
-    Ok(RuntimeConfig { ips, mac })
+    let port_mappings = match present(o, "portMappings") {
+        None => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(n, v)| parse_port_mapping(n, v))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(v) => {
+            return Err(invalid(
+                "runtimeConfig.portMappings",
+                format!("must be an array, got {}", show(v)),
+            ))
+        }
+    };
+    Ok(RuntimeConfig {
+        ips,
+        mac,
+        port_mappings,
+    })
+}
+
+fn parse_port_mapping(n: usize, v: &Value) -> Result<PortMapping, ConfigError> {
+    let field = |key: &str| format!("runtimeConfig.portMappings[{n}].{key}");
+    let o = v.as_object().ok_or_else(|| {
+        invalid(
+            format!("runtimeConfig.portMappings[{n}]"),
+            format!("must be an object, got {}", show(v)),
+        )
+    })?;
+    let port = |key: &str| match present(o, key) {
+        Some(Value::Number(p)) => p
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid(field(key), format!("{p} is not a port (1-65535)"))),
+        Some(other) => Err(invalid(
+            field(key),
+            format!("must be a port number, got {}", show(other)),
+        )),
+        None => Err(invalid(field(key), "is missing")),
+    };
+    let protocol = match present(o, "protocol") {
+        None => PortProtocol::Tcp,
+        Some(Value::String(s)) => PortProtocol::parse(s)
+            .ok_or_else(|| invalid(field("protocol"), format!("{s:?} is not tcp, udp or sctp")))?,
+        Some(other) => {
+            return Err(invalid(
+                field("protocol"),
+                format!("must be a string, got {}", show(other)),
+            ))
+        }
+    };
+    let host_ip = match present(o, "hostIP") {
+        None => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => {
+            let ip: IpAddr = s
+                .parse()
+                .map_err(|_| invalid(field("hostIP"), format!("{s:?} is not an IP address")))?;
+            // The unspecified address means every address of the node.
+            (!ip.is_unspecified()).then_some(ip)
+        }
+        Some(other) => {
+            return Err(invalid(
+                field("hostIP"),
+                format!("must be a string, got {}", show(other)),
+            ))
+        }
+    };
+    Ok(PortMapping {
+        host_port: port("hostPort")?,
+        container_port: port("containerPort")?,
+        protocol,
+        host_ip,
+    })
 }
 
 fn parse_attachment(n: usize, v: &Value) -> Result<Attachment, ConfigError> {

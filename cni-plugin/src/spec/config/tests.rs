@@ -102,6 +102,12 @@ fn full_config() {
         RuntimeConfig {
             ips: vec![net("10.244.1.9/24"), net("fd00::9/64")],
             mac: Some("0a:58:0a:f4:01:09".parse().unwrap()),
+            port_mappings: vec![PortMapping {
+                host_port: 8080,
+                container_port: 80,
+                protocol: PortProtocol::Tcp,
+                host_ip: None,
+            }],
         }
     );
     assert_eq!(
@@ -517,4 +523,42 @@ fn version_request() {
     assert_eq!(err.map(|e| e.code()), Some(ErrorCode::DECODE));
     let err = VersionRequest::parse(br#"{"cniVersion": 1}"#).err();
     assert_eq!(err.map(|e| e.code()), Some(ErrorCode::INVALID_CONFIG));
+}
+
+#[test]
+fn port_mappings_read_and_refused() {
+    let doc = with(
+        minimal(),
+        "runtimeConfig",
+        json!({"portMappings": [
+            {"hostPort": 8080, "containerPort": 80, "protocol": "UDP", "hostIP": "10.0.0.1"},
+            {"hostPort": 9090, "containerPort": 90, "protocol": "", "hostIP": "0.0.0.0"},
+            {"hostPort": 7070, "containerPort": 70, "protocol": "sctp", "hostIP": "fd00::1"},
+        ]}),
+    );
+    let got = parse(&doc)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .runtime_config
+        .port_mappings;
+    assert_eq!(got[0].protocol, PortProtocol::Udp);
+    assert_eq!(got[0].host_ip, Some(ip("10.0.0.1")));
+    assert_eq!((got[1].protocol, got[1].host_ip), (PortProtocol::Tcp, None));
+    assert_eq!(got[2].protocol, PortProtocol::Sctp);
+    for (bad, says) in [
+        (json!({"hostPort": 0, "containerPort": 80}), "hostPort"),
+        (json!({"hostPort": 70000, "containerPort": 80}), "hostPort"),
+        (json!({"hostPort": 80}), "containerPort"),
+        (
+            json!({"hostPort": 80, "containerPort": 80, "protocol": "icmp"}),
+            "protocol",
+        ),
+        (
+            json!({"hostPort": 80, "containerPort": 80, "hostIP": "node"}),
+            "hostIP",
+        ),
+    ] {
+        let doc = with(minimal(), "runtimeConfig", json!({"portMappings": [bad]}));
+        let e = parse(&doc).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::names;
-use super::*;
 use super::tests_ops as ops;
+use super::*;
 use crate::policy::{
     Allow, PeerSet, PeerSetId, Peers, PodRef, PodRules, PolicyRef, PolicyType, PortMatch, Protocol,
     Ruleset,

@@ -2,8 +2,8 @@
 //! touches set and map elements and that pod's own chain, nothing else.
 
 use super::tests::{allow, base, ip, pod, rules, set, SET1, SET2, T};
-use super::*;
 use super::tests_ops as ops;
+use super::*;
 use crate::policy::{Peers, Protocol, Ruleset};
 
 const S1: &str = "peers-0000000000000001";

@@ -3,8 +3,8 @@
 //! the whole layouts gives, on random runs of cluster changes.
 
 use super::layout::Layout;
-use super::*;
 use super::tests_ops as ops;
+use super::*;
 use crate::policy::tests::incremental::{mutate, snapshot, Rng, NODE};
 use crate::policy::{Compiler, Ruleset};
 
