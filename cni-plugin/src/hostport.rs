@@ -384,13 +384,7 @@ pub fn gc(valid: &[String]) -> Result<(), PluginError> {
 /// The whole table, with every pod's mappings (`podnetd uninstall`);
 /// whether there was one.
 pub fn remove_all() -> Result<bool, NftError> {
-    let mut tx = Transaction::new();
-    tx.delete_table(&table());
-    match tx.commit() {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
-    }
+    crate::nft::remove_table(&table())
 }
 
 /// Lets the bridge's `route_localnet` be on, so that a connection from the

@@ -218,6 +218,11 @@ fn a_taken_host_port_is_refused_and_leaves_nothing() {
         "the message names the port and its holder: {msg}"
     );
     assert_eq!(table(&s.node), before, "the refused ADD changed the table");
+    assert_eq!(
+        s.node.reserved("podnet").len(),
+        2,
+        "the refused pod's addresses were not released (a holds one of each version)"
+    );
     assert!(
         !b.ip(&["-o", "link"]).contains("eth0"),
         "the refused pod kept its interface"

@@ -66,6 +66,20 @@ pub use object::{BaseChain, Chain, ChainType, Family, Hook, Policy, Table};
 pub use rule::{CtState, Field, Rule};
 pub use set::{Atom, ElemData, Element, KeyType, MapData, Part, Set};
 
+/// Removes `table` with everything in it, in one transaction; whether it
+/// was there (a table already gone is success).
+///
+/// Equivalent to `nft delete table FAMILY NAME`.
+pub fn remove_table(table: &Table) -> Result<bool, NftError> {
+    let mut tx = Transaction::new();
+    tx.delete_table(table);
+    match tx.commit() {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// What unit tests (podnetd's too) read of a transaction.
 #[doc(hidden)]
 pub mod tests_support {

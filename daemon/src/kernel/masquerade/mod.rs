@@ -93,13 +93,7 @@ fn transaction(cluster_ranges: &[IpNetwork]) -> Transaction {
 ///
 /// Equivalent to `nft delete table inet podnet`.
 pub fn remove_masquerade() -> Result<bool, NetlinkError> {
-    let mut tx = Transaction::new();
-    tx.delete_table(&table());
-    match tx.commit() {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(super::nft::remove_table(&table())?)
 }
 
 /// One masquerade rule: traffic from `saddr` to none of `excluded`.

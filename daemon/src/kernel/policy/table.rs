@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::layout::{Layout, PodChain};
 use super::{render, table, BRIDGE_NF_KEYS};
-use crate::kernel::nft::{list_rules, ListedRule, NftError, Transaction};
+use crate::kernel::nft::{list_rules, ListedRule, NftError};
 use crate::kernel::sysctl;
 use crate::policy::{Changes, PeerSetId, PodRef, PolicyRef, PolicyType, Ruleset};
 
@@ -185,13 +185,7 @@ impl PolicyTable {
     /// Equivalent to `nft delete table inet podnet-policy`.
     pub fn remove(&mut self) -> Result<bool, NftError> {
         self.applied = None;
-        let mut tx = Transaction::new();
-        tx.delete_table(&table());
-        match tx.commit() {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        crate::kernel::nft::remove_table(&table())
     }
 
     fn replace(
