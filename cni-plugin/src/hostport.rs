@@ -247,6 +247,11 @@ pub fn add(
         return Ok(());
     }
     let _turn = Turn::take();
+    // The dispatch rules come with the table, once (a rule dump of a
+    // missing table is empty, not an error: the tables are asked).
+    let fresh = !crate::nft::list_tables()
+        .map_err(PluginError::HostPort)?
+        .contains(&table());
     let existing = listed().map_err(PluginError::HostPort)?;
     for (_, rule) in &existing {
         let Some(theirs) = rule.comment.as_deref().and_then(Mapped::parse) else {
@@ -267,7 +272,6 @@ pub fn add(
         }
     }
     let mut tx = Transaction::new();
-    let fresh = existing.is_empty();
     skeleton(&mut tx);
     if fresh {
         dispatch(&mut tx);
@@ -357,19 +361,14 @@ pub fn check(owner: &str, mappings: &[PortMapping]) -> Result<(), PluginError> {
 
 /// GC: the rules of every attachment not in `valid` removed.
 pub fn gc(valid: &[String]) -> Result<(), PluginError> {
-    let stale: Vec<String> = listed()
+    let stale: std::collections::BTreeSet<String> = listed()
         .map_err(PluginError::HostPort)?
         .iter()
         .filter_map(|(_, r)| r.comment.as_deref()?.split(' ').next().map(str::to_owned))
         .filter(|o| !valid.contains(o))
         .collect();
     let mut failed = Vec::new();
-    let mut seen: Vec<&String> = Vec::new();
     for owner in &stale {
-        if seen.contains(&owner) {
-            continue;
-        }
-        seen.push(owner);
         tracing::info!(%owner, "GC: hostPort rules of a gone attachment removed");
         if let Err(e) = del(owner) {
             failed.push(e);

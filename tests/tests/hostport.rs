@@ -235,6 +235,10 @@ fn a_taken_host_port_is_refused_and_leaves_nothing() {
     s.node.del(Some(&a), "a", &s.node.conf("1.0.0"));
     let tcp = json!([{ "hostPort": 8080, "containerPort": 80, "protocol": "tcp" }]);
     s.node.add(&b, "b", &conf(&s.node, tcp));
+    // The table emptied and filled again: its dispatch rules are there once.
+    let listed = table(&s.node);
+    assert_eq!(listed.matches("jump hostports").count(), 2, "{listed}");
+    assert_eq!(listed.matches("jump snat").count(), 1, "{listed}");
     s.node.del(Some(&b), "b", &s.node.conf("1.0.0"));
 }
 
