@@ -228,11 +228,13 @@ fn listed() -> Result<Vec<(&'static str, ListedRule)>, NftError> {
     Ok(out)
 }
 
+/// Whose `rule` is: the first word of its comment.
+fn owner_of(rule: &ListedRule) -> Option<&str> {
+    rule.comment.as_deref()?.split(' ').next()
+}
+
 fn is_owners(rule: &ListedRule, owner: &str) -> bool {
-    rule.comment
-        .as_deref()
-        .and_then(|c| c.split(' ').next())
-        .is_some_and(|o| o == owner)
+    owner_of(rule) == Some(owner)
 }
 
 /// ADD: the attachment's mappings, replacing any it had, in one
@@ -364,7 +366,7 @@ pub fn gc(valid: &[String]) -> Result<(), PluginError> {
     let stale: std::collections::BTreeSet<String> = listed()
         .map_err(PluginError::HostPort)?
         .iter()
-        .filter_map(|(_, r)| r.comment.as_deref()?.split(' ').next().map(str::to_owned))
+        .filter_map(|(_, r)| owner_of(r).map(str::to_owned))
         .filter(|o| !valid.contains(o))
         .collect();
     let mut failed = Vec::new();

@@ -167,6 +167,11 @@ async fn serve<S: PoolStore + 'static>(svc: Arc<Service<S>>, req: Request) -> Re
     tokio::task::block_in_place(move || svc.handle(req))
 }
 
+/// An allocation's addresses, without their prefixes.
+fn addresses(allocation: &podnet_ipam::attachment::Allocation) -> Vec<std::net::IpAddr> {
+    allocation.ips.iter().map(|n| n.ip()).collect()
+}
+
 /// An ADD refused for its NetworkPolicy (code 11: the runtime tries again).
 fn refused(message: String) -> Response {
     Response::Error {
@@ -204,7 +209,7 @@ async fn with_policy<S: PoolStore + 'static>(
             let Response::Allocated { allocation } = answer else {
                 return answer;
             };
-            let ips = allocation.ips.iter().map(|n| n.ip()).collect();
+            let ips = addresses(&allocation);
             match agent.admit(&pod, &key, ips).await {
                 Ok(()) => Response::Allocated { allocation },
                 // The allocation stays: this key's may be another
@@ -220,7 +225,7 @@ async fn with_policy<S: PoolStore + 'static>(
             // Begun before a restart of podnetd: admitted again.
             None => match serve(svc.clone(), Request::Check { key: key.clone() }).await {
                 Response::Allocated { allocation } => {
-                    let ips = allocation.ips.iter().map(|n| n.ip()).collect();
+                    let ips = addresses(&allocation);
                     match agent.admit(pod, key, ips).await {
                         Ok(()) => Response::PolicyReady,
                         Err(e) => refused(agent.refused(pod, &e)),
@@ -291,7 +296,7 @@ async fn admit_alongside<S: PoolStore + 'static>(
     // the policy ADD slower by half a millisecond in place).
     tokio::task::spawn_blocking(move || {
         svc.add(&alloc, |chosen| {
-            let ips = chosen.ips.iter().map(|n| n.ip()).collect();
+            let ips = addresses(chosen);
             agent.begin_admit(pod, chosen.key.clone(), ips);
         })
     })
