@@ -132,3 +132,57 @@ fn value_maps_and_interval_verdict_maps() {
     assert!(!text.contains("8080"), "{text}");
     assert!(text.contains("udp . 5353 : 10.0.0.3 . 53"), "{text}");
 }
+
+/// podnetd's policy syncs commit through one `Session`: its socket is the
+/// namespace's where it was opened, whichever thread uses it later; it
+/// carries transaction after transaction, and a refused one costs it only
+/// its socket (the next call opens another).
+#[test]
+fn a_session_carries_many_transactions_and_survives_a_refused_one() {
+    require_root();
+    let ns = TestNetns::new("nfts");
+    let t = Table::new(Family::Inet, "pnsession");
+    let rule = |i: u32| {
+        Rule::new(&t, "pods")
+            .cmp(
+                Field::Ip4Daddr,
+                CmpOp::Eq,
+                Atom::Addr(Ipv4Addr::from(0x0a80_0000 + i).into()),
+            )
+            .accept()
+            .comment(format!("pod {i}"))
+    };
+    let mut session = Session::new();
+    ns.run(|| {
+        let mut tx = Transaction::new();
+        tx.add_table(&t).add_chain(&Chain::regular(&t, "pods"));
+        session.commit(tx)?;
+        for i in 0..50 {
+            let mut tx = Transaction::new();
+            tx.add_rule(&rule(i));
+            session.commit(tx)?;
+        }
+        Ok::<_, NftError>(())
+    })
+    .unwrap();
+
+    let mut refused = Transaction::new();
+    refused.add_rule(&Rule::new(&t, "missing").accept());
+    let e = ns.run(|| session.commit(refused)).unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    ns.run(|| {
+        let mut tx = Transaction::new();
+        tx.add_rule(&rule(50));
+        session.commit(tx)
+    })
+    .unwrap();
+
+    let listed = ns.run(|| list_rules(&t, "pods")).unwrap();
+    let comments: Vec<String> = listed.iter().filter_map(|r| r.comment.clone()).collect();
+    let expected: Vec<String> = (0..=50).map(|i| format!("pod {i}")).collect();
+    assert_eq!(comments, expected);
+    // Read from this thread, outside the namespace: the session's socket
+    // is still the namespace's (a listing, so nothing here could change).
+    let through_session = session.list_rules(&t, "pods").unwrap();
+    assert_eq!(through_session, listed);
+}

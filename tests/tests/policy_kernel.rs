@@ -164,7 +164,7 @@ fn dropped(what: &str, r: Result<(), String>) {
     assert!(r.is_err(), "{what} should be dropped");
 }
 
-fn counters(node: &TestNetns, t: &PolicyTable, chain: &str) -> PodCounters {
+fn counters(node: &TestNetns, t: &mut PolicyTable, chain: &str) -> PodCounters {
     let all = node.run(|| t.counters()).unwrap();
     all.into_iter()
         .find(|c| c.chain == chain)
@@ -203,7 +203,7 @@ fn policy_is_enforced_kept_in_step_and_removed() {
     );
 
     enforced(&n);
-    let xa = counters(&n.node, &t, "ingress/x/a");
+    let xa = counters(&n.node, &mut t, "ingress/x/a");
     assert!(
         xa.dropped.packets > 0,
         "bridged x/b -> x/a reached the forward chain: {xa:?}"

@@ -25,7 +25,7 @@ const DUMP_ATTEMPTS: usize = 3;
 
 /// A netfilter socket whose acknowledgements carry only the request's
 /// header, not the whole request echoed back.
-fn open() -> Result<Socket, NftError> {
+pub(super) fn open() -> Result<Socket, NftError> {
     let socket = nfnetlink::open()?;
     let _ = socket.set_cap_ack(true);
     Ok(socket)
@@ -50,7 +50,16 @@ pub(super) fn commit(batch: &Batch) -> Result<(), NftError> {
     if batch.ops.is_empty() {
         return Ok(());
     }
-    let socket = open()?;
+    commit_on(&open()?, batch)
+}
+
+/// [`commit`] on a socket already open (a [`super::Session`]'s). Once it
+/// returns `Ok`, every answer has been read and the socket can carry the
+/// next batch; after an error some may be left unread.
+pub(super) fn commit_on(socket: &Socket, batch: &Batch) -> Result<(), NftError> {
+    if batch.ops.is_empty() {
+        return Ok(());
+    }
     let whole = || {
         format!(
             "nft -f ({} messages, from {})",
@@ -60,7 +69,7 @@ pub(super) fn commit(batch: &Batch) -> Result<(), NftError> {
     };
     let op = |i: usize| op_text(batch, i);
     grow_buffers(
-        &socket,
+        socket,
         batch.bytes.len() + RECV_BUF,
         batch.ops.len() * ACK_COST + RECV_BUF,
     );
@@ -166,7 +175,18 @@ pub(super) fn dump(
     family: u8,
     filter: impl Fn(&mut Writer),
 ) -> Result<Vec<Listed>, NftError> {
-    let socket = open()?;
+    dump_on(&open()?, op, kind, family, filter)
+}
+
+/// [`dump`] on a socket already open; as [`commit_on`], the socket can
+/// carry the next request once it returns `Ok`.
+pub(super) fn dump_on(
+    socket: &Socket,
+    op: &str,
+    kind: u16,
+    family: u8,
+    filter: impl Fn(&mut Writer),
+) -> Result<Vec<Listed>, NftError> {
     for _ in 0..DUMP_ATTEMPTS {
         let mut w = Writer::default();
         let start = w.begin_msg(
@@ -182,7 +202,7 @@ pub(super) fn dump(
             op: op.into(),
             source,
         })?;
-        if let Some(listed) = read_dump(&socket, op)? {
+        if let Some(listed) = read_dump(socket, op)? {
             return Ok(listed);
         }
     }

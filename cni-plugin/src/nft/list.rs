@@ -1,10 +1,10 @@
 //! Reading the ruleset back: the tables there are (to find podnet's stale
 //! ones), a chain's rules with their counters (for per-policy metrics).
 
-use super::apply::dump;
+use super::apply::{dump, Listed};
 use super::error::NftError;
 use super::expr::Expr;
-use super::msg::{be64, find, string, Attrs};
+use super::msg::{be64, find, string, Attrs, Writer};
 use super::object::{Family, Table};
 use super::rule::comment_from_udata;
 use super::uapi::*;
@@ -54,11 +54,24 @@ pub fn list_tables() -> Result<Vec<Table>, NftError> {
 ///
 /// Equivalent to `nft -a list chain FAMILY TABLE CHAIN`.
 pub fn list_rules(table: &Table, chain: &str) -> Result<Vec<ListedRule>, NftError> {
+    rules_listed(table, chain, |op, kind, family, filter| {
+        dump(op, kind, family, filter)
+    })
+}
+
+/// A chain's rules, listed by `dump` (on a socket of its own, or a
+/// [`super::Session`]'s).
+pub(super) fn rules_listed(
+    table: &Table,
+    chain: &str,
+    dump: impl FnOnce(&str, u16, u8, &dyn Fn(&mut Writer)) -> Result<Vec<Listed>, NftError>,
+) -> Result<Vec<ListedRule>, NftError> {
     let op = format!("nft -a list chain {} {chain}", table.describe());
-    let listed = dump(&op, NFT_MSG_GETRULE, table.family.raw(), |w| {
+    let filter = |w: &mut Writer| {
         w.attr_str(NFTA_RULE_TABLE, &table.name);
         w.attr_str(NFTA_RULE_CHAIN, chain);
-    })?;
+    };
+    let listed = dump(&op, NFT_MSG_GETRULE, table.family.raw(), &filter)?;
     let mut out = Vec::new();
     for l in listed {
         let a = &l.attrs;

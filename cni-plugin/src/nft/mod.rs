@@ -37,7 +37,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything works in the calling thread's network namespace.
+//! Everything works in the calling thread's network namespace. A
+//! process that commits again and again keeps one socket in a
+//! [`Session`]: closing a netfilter socket after a commit waits for the
+//! kernel to finish with the earlier transactions (an RCU grace period).
 
 mod apply;
 mod batch;
@@ -48,6 +51,7 @@ mod list;
 mod msg;
 mod object;
 mod rule;
+mod session;
 mod set;
 mod uapi;
 
@@ -64,6 +68,7 @@ pub use expr::{CmpOp, CtKey, Data, Expr, MetaKey, PayloadBase, Reg, Verdict};
 pub use list::{list_rules, list_tables, ListedRule};
 pub use object::{BaseChain, Chain, ChainType, Family, Hook, Policy, Table};
 pub use rule::{CtState, Field, Rule};
+pub use session::Session;
 pub use set::{Atom, ElemData, Element, KeyType, MapData, Part, Set};
 
 /// Removes `table` with everything in it, in one transaction; whether it

@@ -32,6 +32,7 @@ pub struct PolicyMetrics {
     pub sync_errors: Counter,
     /// ADDs refused because the pod's policy could not be put in place.
     pub refused: Counter,
+    policies: Count,
     chains: Count,
     rules: Count,
     elements: Count,
@@ -74,6 +75,11 @@ impl PolicyMetrics {
             "podnet_policy_refused_pods",
             "ADDs refused because the pod's policy could not be put in place",
         );
+        let policies = gauge(
+            r,
+            "podnet_policy_network_policies",
+            "NetworkPolicies in force on this node (all namespaces, as of the last successful sync)",
+        );
         let chains = gauge(
             r,
             "podnet_policy_chains",
@@ -105,6 +111,7 @@ impl PolicyMetrics {
             sync,
             sync_errors,
             refused,
+            policies,
             chains,
             rules,
             elements,
@@ -113,7 +120,10 @@ impl PolicyMetrics {
         }
     }
 
-    pub fn set_size(&self, size: TableSize) {
+    /// What the last successful sync put in force: `policies`
+    /// NetworkPolicies, in a table of `size`.
+    pub fn set_enforced(&self, policies: usize, size: TableSize) {
+        self.policies.set(count(policies));
         self.chains.set(count(size.chains));
         self.rules.set(count(size.rules));
         self.elements.set(count(size.elements));

@@ -58,9 +58,9 @@ impl PolicyAgent {
 
     /// Each pod of this node with an address, sorted by namespace and name.
     pub fn pod_states(&self) -> Vec<PodState> {
-        let kernel = lock(&self.kernel);
+        let mut kernel = lock(&self.kernel);
         let snapshot = kernel.snapshot.clone();
-        let table = &kernel.table;
+        let table = &mut kernel.table;
         // Counters are a convenience here: without them the state stands.
         let counters = self
             .nodenet

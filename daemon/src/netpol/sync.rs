@@ -93,7 +93,8 @@ impl PolicyAgent {
             Some(Ok(Err(e))) => return Err(PolicyError::Kernel(e.to_string())),
             Some(Ok(Ok(applied))) => applied,
         };
-        self.metrics.policy.set_size(kernel.table.size());
+        let policies = kernel.snapshot.policies.len();
+        (self.metrics.policy).set_enforced(policies, kernel.table.size());
         drop(guard);
         let took = started.elapsed();
         self.metrics.policy.sync.observe(took.as_secs_f64());
@@ -137,7 +138,7 @@ impl PolicyAgent {
     /// metrics.
     fn read_counters(&self) {
         let mut kernel = lock(&self.kernel);
-        let table = &kernel.table;
+        let table = &mut kernel.table;
         let counters = match self.nodenet.run(|| table.counters()) {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

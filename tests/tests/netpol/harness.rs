@@ -240,6 +240,15 @@ impl Cluster {
                 s.put_in("networkpolicies", p.clone());
             }
         });
+        // The watch is asynchronous: a pod added right after must meet
+        // the policies, as it would a minute after in a real cluster.
+        // (A change that keeps the number is awaited by `settled`.)
+        let in_force = format!("podnet_policy_network_policies {}", policies.len());
+        wait_for(
+            "podnetd to enforce the policies",
+            Duration::from_secs(15),
+            || self.scrape().lines().any(|l| l == in_force),
+        );
     }
 
     /// podnetd's `/metrics`.

@@ -94,6 +94,48 @@ pub struct Compiler {
     changes: Changes,
 }
 
+/// The policies selecting the pods of one namespace, as [`Compiler::read_local`]
+/// asks for them.
+enum Selections {
+    /// Looked up pod by pod so far, this many.
+    OneByOne(usize),
+    /// Worked out for every selectable pod of the namespace, by slot.
+    All(Vec<Vec<usize>>),
+}
+
+impl Default for Selections {
+    fn default() -> Self {
+        Selections::OneByOne(0)
+    }
+}
+
+impl Selections {
+    /// Pods looked up one by one before the whole namespace is worked out:
+    /// one lookup tries every policy of the namespace on the pod, the
+    /// whole namespace costs about as much as this many.
+    const ONE_BY_ONE: usize = 8;
+
+    /// The places of the policies selecting `pod` (at `slot` among its
+    /// namespace's selectable pods), ascending.
+    fn of(&mut self, index: &Index<'_>, pod: &Pod, slot: Option<usize>) -> Vec<usize> {
+        let looked_up = match self {
+            Selections::All(table) => {
+                return slot.and_then(|s| table.get(s)).cloned().unwrap_or_default();
+            }
+            Selections::OneByOne(n) => *n,
+        };
+        if looked_up < Self::ONE_BY_ONE {
+            *self = Selections::OneByOne(looked_up + 1);
+            return match slot {
+                Some(_) => index.selecting(pod).map(|(place, _)| place).collect(),
+                None => Vec::new(),
+            };
+        }
+        *self = Selections::All(index.selecting_all(&pod.namespace));
+        self.of(index, pod, slot)
+    }
+}
+
 struct Seen<T> {
     value: T,
     compile: u64,
@@ -314,9 +356,10 @@ impl Compiler {
     ) -> Vec<Dirty> {
         let now = self.compiles;
         let mut dirty = Vec::new();
-        // Each namespace's selections, worked out for all its pods when the
-        // first of them needs them.
-        let mut tables: HashMap<&str, Vec<Vec<usize>>> = HashMap::new();
+        // Each namespace's selections: a few pods' (a pod's admission) one
+        // by one, against each policy of the namespace; past that, all its
+        // pods' at once, from each policy's candidates.
+        let mut tables: HashMap<&str, Selections> = HashMap::new();
         for (i, (key, pod)) in keys.iter().zip(&snapshot.pods).enumerate() {
             if pod.node != self.node || !pod.is_selectable() {
                 continue;
@@ -339,10 +382,9 @@ impl Compiler {
                     }
                 }
                 known => {
-                    let table = (tables.entry(pod.namespace.as_str()))
-                        .or_insert_with(|| index.selecting_all(&pod.namespace));
-                    let places = index.slot(i).and_then(|s| table.get(s));
-                    let selecting: Vec<Arc<Compiled>> = (places.into_iter().flatten())
+                    let table = tables.entry(pod.namespace.as_str()).or_default();
+                    let places = table.of(index, pod, index.slot(i));
+                    let selecting: Vec<Arc<Compiled>> = (places.iter())
                         .filter_map(|i| policies.by_place.get(*i).cloned())
                         .collect();
                     let same = !changed

@@ -1,0 +1,59 @@
+//! [`Session`]: one netfilter socket for many transactions and listings.
+
+use netlink_sys::Socket;
+
+use super::apply::{self, dump_on};
+use super::batch::Transaction;
+use super::error::NftError;
+use super::list::{rules_listed, ListedRule};
+use super::object::Table;
+
+/// A netfilter socket kept open across transactions and listings, for a
+/// process that commits again and again (podnetd's policy syncs).
+///
+/// Closing a netfilter socket is not free: the kernel's nf_tables first
+/// finishes freeing every earlier transaction of the namespace, which
+/// waits out an RCU grace period (10-30 ms measured on a busy 2-CPU node).
+/// A socket per transaction pays that at every close, on the caller's
+/// clock; a session pays it once, when it ends.
+///
+/// The socket belongs to the network namespace of the thread that opened
+/// it, whichever thread uses it later. After any error the socket may
+/// hold answers not read yet: it is closed, and the next call opens
+/// another (in the namespace of that call).
+#[derive(Debug, Default)]
+pub struct Session {
+    socket: Option<Socket>,
+}
+
+impl Session {
+    /// A session whose socket is opened by its first call.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`Transaction::commit`] on this session's socket.
+    pub fn commit(&mut self, tx: Transaction) -> Result<(), NftError> {
+        let batch = tx.finish()?;
+        self.with(|socket| apply::commit_on(socket, &batch))
+    }
+
+    /// [`super::list_rules`] on this session's socket.
+    pub fn list_rules(&mut self, table: &Table, chain: &str) -> Result<Vec<ListedRule>, NftError> {
+        self.with(|socket| {
+            rules_listed(table, chain, |op, kind, family, filter| {
+                dump_on(socket, op, kind, family, filter)
+            })
+        })
+    }
+
+    fn with<T>(&mut self, f: impl FnOnce(&Socket) -> Result<T, NftError>) -> Result<T, NftError> {
+        let socket = match self.socket.take() {
+            Some(s) => s,
+            None => apply::open()?,
+        };
+        let out = f(&socket)?;
+        self.socket = Some(socket);
+        Ok(out)
+    }
+}
