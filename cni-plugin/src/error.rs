@@ -71,7 +71,7 @@ pub enum PluginError {
     InterfaceExists { ifname: String, netns: String },
     #[error(transparent)]
     Kernel(#[from] NetlinkError),
-    #[error("the IPAM request thread failed")]
+    #[error("the thread releasing the hostPorts and the addresses failed")]
     IpamThread,
     #[error("hostPort {mapping} is taken by {owner} on this node")]
     HostPortTaken { mapping: String, owner: String },

@@ -10,26 +10,29 @@ use crate::netlink::{link, Netlink};
 use crate::spec::NetConf;
 
 pub fn del(args: &CmdArgs, conf: &NetConf) -> Result<(), PluginError> {
-    // The release runs while the kernel deletes the veth (its ~10-20 ms are
-    // DEL's floor, spent inside one blocking netlink request): neither waits
-    // for the other. A thread, because starting the IPAM plugin from this
-    // one would hold the deletion back until the plugin's exec.
-    let (links, released) = std::thread::scope(|s| {
-        let ipam = s.spawn(|| ipam::del(args, conf));
+    // The hostPorts and the release run while the kernel deletes the veth
+    // (its ~10-20 ms are DEL's floor, spent inside one blocking netlink
+    // request): neither waits for the other. A thread, because starting
+    // the IPAM plugin from this one would hold the deletion back until the
+    // plugin's exec.
+    let (links, (unmapped, released)) = std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            // Found by their owner in the kernel: with podnetd down, the
+            // pod's namespace gone, or runtimeConfig not passed again.
+            // Before the release, so no traffic for this pod's hostPorts
+            // reaches a pod given its address next.
+            let owner = crate::hostport::owner(args.container_id(), args.ifname());
+            let unmapped = crate::hostport::del(&owner);
+            (unmapped, ipam::del(args, conf))
+        });
         let links = remove_links(args);
-        (links, ipam.join().unwrap_or(Err(PluginError::IpamThread)))
+        let other = (other.join()).unwrap_or((Ok(()), Err(PluginError::IpamThread)));
+        (links, other)
     });
     let mut errors = links;
+    errors.extend(unmapped.err());
     // Always, so the address is released even when the namespace is gone.
-    if let Err(e) = released {
-        errors.push(e);
-    }
-    // Found by their owner in the kernel: with podnetd down, the pod's
-    // namespace gone, or runtimeConfig not passed again.
-    let owner = crate::hostport::owner(args.container_id(), args.ifname());
-    if let Err(e) = crate::hostport::del(&owner) {
-        errors.push(e);
-    }
+    errors.extend(released.err());
     PluginError::all(errors)
 }
 
