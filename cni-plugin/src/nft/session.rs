@@ -13,7 +13,7 @@ use super::object::Table;
 ///
 /// Closing a netfilter socket is not free: the kernel's nf_tables first
 /// finishes freeing every earlier transaction of the namespace, which
-/// waits out an RCU grace period (10-30 ms measured on a busy 2-CPU node).
+/// waits out an RCU grace period (5-30 ms measured on a 2-CPU node).
 /// A socket per transaction pays that at every close, on the caller's
 /// clock; a session pays it once, when it ends.
 ///

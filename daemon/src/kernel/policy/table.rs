@@ -10,9 +10,10 @@ use crate::kernel::nft::{ListedRule, NftError, Session};
 use crate::kernel::sysctl;
 use crate::policy::{Changes, PeerSetId, PodRef, PolicyRef, PolicyType, Ruleset};
 
-/// podnet's policy table in the calling thread's network namespace, and
-/// the ruleset it holds. Every method works in the namespace of the
-/// thread calling it: call them all from the node's namespace.
+/// podnet's policy table in the node's network namespace, and the
+/// ruleset it holds. Call every method from the node's namespace: the
+/// table's netfilter socket is opened by the first call that talks to
+/// the kernel, in that call's namespace, and kept.
 #[derive(Debug, Default)]
 pub struct PolicyTable {
     /// What the kernel holds, as far as podnet knows: `None` before the
