@@ -36,7 +36,7 @@ use ipnetwork::IpNetwork;
 
 use crate::nft::{
     Atom, BaseChain, Chain, ChainType, CmpOp, Family, Field, Hook, ListedRule, NftError, Policy,
-    Rule, Table, Transaction, Verdict,
+    Rule, Session, Table, Transaction, Verdict,
 };
 use crate::spec::PortMapping;
 
@@ -215,11 +215,11 @@ fn dispatch(tx: &mut Transaction) {
 
 /// The listed rules of both per-mapping chains, with their chain; none
 /// when the table does not exist.
-fn listed() -> Result<Vec<(&'static str, ListedRule)>, NftError> {
+fn listed(nft: &mut Session) -> Result<Vec<(&'static str, ListedRule)>, NftError> {
     let t = table();
     let mut out = Vec::new();
     for chain in [DNAT_CHAIN, SNAT_CHAIN] {
-        match crate::nft::list_rules(&t, chain) {
+        match nft.list_rules(&t, chain) {
             Ok(rules) => out.extend(rules.into_iter().map(|r| (chain, r))),
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -249,12 +249,14 @@ pub fn add(
         return Ok(());
     }
     let _turn = Turn::take();
+    let mut nft = Session::new();
     // The dispatch rules come with the table, once (a rule dump of a
     // missing table is empty, not an error: the tables are asked).
-    let fresh = !crate::nft::list_tables()
+    let fresh = !nft
+        .list_tables()
         .map_err(PluginError::HostPort)?
         .contains(&table());
-    let existing = listed().map_err(PluginError::HostPort)?;
+    let existing = listed(&mut nft).map_err(PluginError::HostPort)?;
     for (_, rule) in &existing {
         let Some(theirs) = rule.comment.as_deref().and_then(Mapped::parse) else {
             continue;
@@ -285,7 +287,7 @@ pub fn add(
     for r in rules(owner, mappings, pod_ips) {
         tx.add_rule(&r);
     }
-    tx.commit().map_err(PluginError::HostPort)
+    nft.commit(tx).map_err(PluginError::HostPort)
 }
 
 /// DEL: every rule of the attachment removed, in one transaction, and the
@@ -293,7 +295,11 @@ pub fn add(
 /// otherwise keep going to an address that may be another pod's next);
 /// `pod_ips` are what the rules name. Nothing to do is success.
 pub fn del(owner: &str) -> Result<(), PluginError> {
-    let mine: Vec<_> = listed()
+    del_in(&mut Session::new(), owner)
+}
+
+fn del_in(nft: &mut Session, owner: &str) -> Result<(), PluginError> {
+    let mine: Vec<_> = listed(nft)
         .map_err(PluginError::HostPort)?
         .into_iter()
         .filter(|(_, r)| is_owners(r, owner))
@@ -307,7 +313,7 @@ pub fn del(owner: &str) -> Result<(), PluginError> {
     for (chain, rule) in &mine {
         tx.delete_rule(&t, chain, rule.handle);
     }
-    tx.commit().map_err(PluginError::HostPort)?;
+    nft.commit(tx).map_err(PluginError::HostPort)?;
     crate::conntrack::forget(&pod_ips)?;
     Ok(())
 }
@@ -346,7 +352,7 @@ pub fn check(owner: &str, mappings: &[PortMapping]) -> Result<(), PluginError> {
     if mappings.is_empty() {
         return Ok(());
     }
-    let have: Vec<Mapped> = listed()
+    let have: Vec<Mapped> = listed(&mut Session::new())
         .map_err(PluginError::HostPort)?
         .iter()
         .filter_map(|(_, r)| r.comment.as_deref().and_then(Mapped::parse))
@@ -363,7 +369,8 @@ pub fn check(owner: &str, mappings: &[PortMapping]) -> Result<(), PluginError> {
 
 /// GC: the rules of every attachment not in `valid` removed.
 pub fn gc(valid: &[String]) -> Result<(), PluginError> {
-    let stale: std::collections::BTreeSet<String> = listed()
+    let mut nft = Session::new();
+    let stale: std::collections::BTreeSet<String> = listed(&mut nft)
         .map_err(PluginError::HostPort)?
         .iter()
         .filter_map(|(_, r)| owner_of(r).map(str::to_owned))
@@ -372,7 +379,7 @@ pub fn gc(valid: &[String]) -> Result<(), PluginError> {
     let mut failed = Vec::new();
     for owner in &stale {
         tracing::info!(%owner, "GC: hostPort rules of a gone attachment removed");
-        if let Err(e) = del(owner) {
+        if let Err(e) = del_in(&mut nft, owner) {
             failed.push(e);
         }
     }

@@ -185,4 +185,5 @@ fn a_session_carries_many_transactions_and_survives_a_refused_one() {
     // is still the namespace's (a listing, so nothing here could change).
     let through_session = session.list_rules(&t, "pods").unwrap();
     assert_eq!(through_session, listed);
+    assert!(session.list_tables().unwrap().contains(&t));
 }

@@ -34,9 +34,17 @@ impl ListedRule {
 ///
 /// Equivalent to `nft list tables`.
 pub fn list_tables() -> Result<Vec<Table>, NftError> {
+    tables_listed(|op, kind, family, filter| dump(op, kind, family, filter))
+}
+
+/// The tables, listed by `dump` (on a socket of its own, or a
+/// [`super::Session`]'s).
+pub(super) fn tables_listed(
+    dump: impl FnOnce(&str, u16, u8, &dyn Fn(&mut Writer)) -> Result<Vec<Listed>, NftError>,
+) -> Result<Vec<Table>, NftError> {
     const OP: &str = "nft list tables";
     let mut out = Vec::new();
-    for listed in dump(OP, NFT_MSG_GETTABLE, NFPROTO_UNSPEC, |_| {})? {
+    for listed in dump(OP, NFT_MSG_GETTABLE, NFPROTO_UNSPEC, &|_| {})? {
         let Some(family) = Family::from_raw(listed.family) else {
             continue;
         };

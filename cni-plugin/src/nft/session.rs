@@ -5,11 +5,13 @@ use netlink_sys::Socket;
 use super::apply::{self, dump_on};
 use super::batch::Transaction;
 use super::error::NftError;
-use super::list::{rules_listed, ListedRule};
+use super::list::{rules_listed, tables_listed, ListedRule};
 use super::object::Table;
 
-/// A netfilter socket kept open across transactions and listings, for a
-/// process that commits again and again (podnetd's policy syncs).
+/// A netfilter socket kept open across transactions and listings: for a
+/// process that commits again and again (podnetd's policy syncs), and for
+/// a plugin's several listings and its commit (one close instead of one
+/// per request).
 ///
 /// Closing a netfilter socket is not free: the kernel's nf_tables first
 /// finishes freeing every earlier transaction of the namespace, which
@@ -36,6 +38,13 @@ impl Session {
     pub fn commit(&mut self, tx: Transaction) -> Result<(), NftError> {
         let batch = tx.finish()?;
         self.with(|socket| apply::commit_on(socket, &batch))
+    }
+
+    /// [`super::list_tables`] on this session's socket.
+    pub fn list_tables(&mut self) -> Result<Vec<Table>, NftError> {
+        self.with(|socket| {
+            tables_listed(|op, kind, family, filter| dump_on(socket, op, kind, family, filter))
+        })
     }
 
     /// [`super::list_rules`] on this session's socket.
