@@ -248,8 +248,11 @@ pub fn add(
     if mappings.is_empty() {
         return Ok(());
     }
-    let _turn = Turn::take();
+    // Declared first, dropped last: the socket's close, which may wait for
+    // the kernel to free this commit, comes after the node's turn is given
+    // back, not while other pods' ADDs wait for it.
     let mut nft = Session::new();
+    let _turn = Turn::take();
     // The dispatch rules come with the table, once (a rule dump of a
     // missing table is empty, not an error: the tables are asked).
     let fresh = !nft
