@@ -1,11 +1,31 @@
 //! Traffic between test namespaces: real packets, bounded in count and time.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::netns::TestNetns;
 
 const WAIT: Duration = Duration::from_secs(3);
+
+/// A loopback address for a daemon the test starts to listen on (its
+/// metrics, say). Taken below the kernel's ephemeral range (from 32768):
+/// a port found by binding `:0` and letting go is free only until the next
+/// `bind(:0)`, which a test running alongside may make first. Ports come
+/// one after another from a start of this process's own, each checked free.
+pub fn daemon_addr() -> SocketAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    loop {
+        let n = (std::process::id().wrapping_mul(97))
+            .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = u16::try_from(FIRST + n % SPAN).expect("below 32768");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("a bound address");
+        }
+    }
+}
 
 /// A network namespace traffic can be sent from: one a test made
 /// (`TestNetns`) or one a runtime made for a pod (`ForeignNetns`).

@@ -3,7 +3,6 @@
 //! own Node when the Node is registered again with a new podCIDR, and its
 //! peers' routes catch up within a second of an API outage's end.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use podnet_tests::bins;
@@ -60,10 +59,7 @@ impl KubeNode {
         ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "ul0"]);
         ns.ip(&["link", "set", "ul0", "up"]);
         ns.ip(&["link", "set", "ul1", "up"]);
-        let metrics = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+        let metrics = podnet_tests::net::daemon_addr().to_string();
         let daemon = TestDaemon::start(
             &ns,
             DaemonOpts {

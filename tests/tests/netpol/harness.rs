@@ -84,10 +84,7 @@ impl Cluster {
         node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", "ul0"]);
         node.ip(&["link", "set", "ul0", "up"]);
         node.ip(&["link", "set", "ul1", "up"]);
-        let metrics = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+        let metrics = podnet_tests::net::daemon_addr().to_string();
         let mut opts = DaemonOpts {
             metrics_addr: Some(metrics),
             node_name: NODE.into(),
