@@ -24,6 +24,31 @@ impl MacAddr {
     pub fn is_zero(self) -> bool {
         self.0 == [0; 6]
     }
+
+    /// The IPv6 link-local address the kernel would make from this MAC
+    /// (modified EUI-64, RFC 4291 appendix A): `fe80::` and the MAC with
+    /// `ff:fe` in its middle and the universal/local bit flipped.
+    pub fn link_local(self) -> std::net::Ipv6Addr {
+        let m = self.0;
+        std::net::Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 0x02,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ])
+    }
 }
 
 impl FromStr for MacAddr {

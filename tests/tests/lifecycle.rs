@@ -64,11 +64,50 @@ fn add_check_del_dual_stack() {
     // IPv6 usable at once: no DAD, so the address is not tentative.
     let v6_flags = pod.ip(&["-6", "addr", "show", "dev", "eth0", "scope", "global"]);
     assert!(!v6_flags.contains("tentative"), "{v6_flags}");
+    // The link-local address the kernel would have made from the MAC
+    // (modified EUI-64), and no other.
+    let mac: Vec<u8> = ifs[1]["mac"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .map(|o| u8::from_str_radix(o, 16).unwrap())
+        .collect();
+    let eui = std::net::Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]);
+    let link_local = pod.ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"]);
+    assert_eq!(link_local.matches("inet6").count(), 1, "{link_local}");
+    assert!(
+        link_local.contains(&format!("inet6 {eui}/64")),
+        "{link_local}"
+    );
 
     // On the node: the veth on the bridge, the bridge holding the gateways.
     let host = &node.ns.ip_json(&["link", "show", &host_veth])[0];
     assert_eq!(host["master"], "podnet0");
     assert_eq!(host["address"], ifs[0]["mac"]);
+    // A bridge port with no IPv6 address, not even link-local (the pod end
+    // is up, so the kernel would have made one by now): nothing of it is
+    // announced to the bridge's other pods.
+    let details = node.ns.ip(&["-d", "link", "show", &host_veth]);
+    assert!(details.contains("addrgenmode none"), "{details}");
+    let addrs = node.ns.ip(&["addr", "show", "dev", &host_veth]);
+    assert!(!addrs.contains("inet"), "{addrs}");
     let mut gws = node.ns.addresses("podnet0");
     gws.sort();
     assert_eq!(gws, vec!["10.244.1.1/24", "fd00:10:244:1::1/64"]);
@@ -325,6 +364,42 @@ fn version_verb() {
         v["supportedVersions"],
         json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
     );
+}
+
+/// An IPv4-only pod has no IPv6 address on its interface, not even
+/// link-local, and neither has the host end: a new pod announces nothing
+/// to the others on the bridge. IPv4 works as ever.
+#[test]
+fn an_ipv4_only_pod_announces_no_ipv6_address() {
+    let node = TestNode::new(12);
+    let mut conf = node.conf("1.0.0");
+    conf["ipam"] = node.host_local(true);
+    let (a, b) = (TestNetns::new("pod"), TestNetns::new("pod"));
+    let ra = node.add(&a, "ctr-v4a", &conf);
+    node.add(&b, "ctr-v4b", &conf);
+    // Both veths are up and carry traffic: by now the kernel would have
+    // made (and announced) link-local addresses, were they to be made.
+    let ip: std::net::IpAddr = ra["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    udp_round_trip(&b, &a, ip).unwrap();
+    for pod in [&a, &b] {
+        let addrs = pod.ip(&["addr", "show", "dev", "eth0"]);
+        assert!(addrs.contains("inet 10.244.12."), "{addrs}");
+        assert!(!addrs.contains("inet6"), "{addrs}");
+    }
+    for veth in node.host_veths() {
+        let addrs = node.ns.ip(&["addr", "show", "dev", &veth]);
+        assert!(!addrs.contains("inet"), "{addrs}");
+    }
+    node.del(Some(&a), "ctr-v4a", &conf);
+    node.del(Some(&b), "ctr-v4b", &conf);
+    assert!(node.host_veths().is_empty());
 }
 
 #[test]

@@ -12,6 +12,7 @@ use ipnetwork::IpNetwork;
 use crate::args::CmdArgs;
 use crate::error::PluginError;
 use crate::ipam;
+use crate::mac::MacAddr;
 use crate::names;
 use crate::netlink::netns::NetNs;
 use crate::netlink::{addr, link, route, Netlink, NetlinkError};
@@ -264,7 +265,8 @@ impl Attempt<'_> {
                 what: format!("pod interface {ifname}"),
             })
         })?;
-        link::set_up(pod_nl, pod.index)?;
+        // Quiet until IPAM's answer says whether the pod has IPv6 at all.
+        link::set_up_quiet(pod_nl, ifname)?;
         Ok(Some(Wired {
             bridge_index: bridge.index,
             mtu,
@@ -291,6 +293,16 @@ impl Attempt<'_> {
             }
         }
         let pod = &wired.pod;
+        // An IPv6 pod gets the link-local address its interface, up quiet,
+        // did not make: the one the kernel would have made. An IPv4-only
+        // pod has no IPv6 address on it, so it announces nothing.
+        if ipam.ips.iter().any(|ip| ip.address.is_ipv6()) {
+            let mac = <[u8; 6]>::try_from(pod.mac.as_slice()).map(MacAddr);
+            // A prefix of 64 always fits, so the `Err`s are never taken.
+            if let Ok(Ok(ll)) = mac.map(|m| IpNetwork::new(m.link_local().into(), 64)) {
+                addr::ensure_address(pod_nl, pod.index, ll)?;
+            }
+        }
         for ip in &ipam.ips {
             addr::add_address(pod_nl, pod.index, ip.address)?;
         }

@@ -113,4 +113,5 @@ pub(crate) mod libc_errno {
     pub const ESRCH: i32 = Errno::ESRCH as i32;
     pub const EADDRNOTAVAIL: i32 = Errno::EADDRNOTAVAIL as i32;
     pub const EEXIST: i32 = Errno::EEXIST as i32;
+    pub const EAFNOSUPPORT: i32 = Errno::EAFNOSUPPORT as i32;
 }

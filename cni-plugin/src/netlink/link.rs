@@ -4,14 +4,15 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
 
 use crate::mac::{format_mac, MacAddr};
 
+use super::error::libc_errno;
 use super::{Netlink, NetlinkError};
 
 /// What podnet needs to know of a link.
@@ -172,12 +173,14 @@ pub struct VethPair<'a> {
 }
 
 /// Creates the pair with the pod end already inside the pod's namespace and
-/// the host end already on the bridge and up: one round trip instead of the
+/// the host end already on the bridge, then brings the host end up without
+/// IPv6 addresses of its own: two round trips instead of the
 /// create/move/attach/up sequence. The pod end stays down: the kernel
 /// refuses (ENOTCONN) to bring up a peer created in another namespace.
 ///
-/// Equivalent to `ip link add HOST address MAC mtu MTU master BRIDGE up type
-/// veth peer name POD mtu MTU netns PODNS`.
+/// Equivalent to `ip link add HOST address MAC mtu MTU master BRIDGE type
+/// veth peer name POD mtu MTU netns PODNS; ip link set HOST addrgenmode
+/// none up`.
 pub fn add_veth(nl: &mut Netlink, pair: &VethPair<'_>) -> Result<(), NetlinkError> {
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(pair.pod_name.to_string())
@@ -192,7 +195,6 @@ pub fn add_veth(nl: &mut Netlink, pair: &VethPair<'_>) -> Result<(), NetlinkErro
         .mtu(pair.mtu)
         .controller(pair.bridge_index)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-        .up()
         .build();
     nl.execute(
         &format!(
@@ -201,7 +203,42 @@ pub fn add_veth(nl: &mut Netlink, pair: &VethPair<'_>) -> Result<(), NetlinkErro
         ),
         RouteNetlinkMessage::NewLink(msg),
         NLM_F_CREATE | NLM_F_EXCL,
-    )
+    )?;
+    set_up_quiet(nl, pair.host_name)
+}
+
+/// Brings link `name` up with IPv6 address generation off: no link-local
+/// address is made, so none is announced. Left to the default, each end
+/// of a new pod's veth takes one once the pair is up and announces it
+/// (duplicate address detection, MLD reports, router solicitations) to
+/// every pod of the bridge: with many pods on a node each new one cost
+/// the others' namespaces hundreds of multicast packets to receive and
+/// drop, through bridge netfilter when NetworkPolicy is on. Set before
+/// the link is up, so no address is ever made. A kernel without IPv6
+/// refuses the setting (EAFNOSUPPORT): the link is then brought up as it
+/// is.
+///
+/// Equivalent to `ip link set NAME addrgenmode none up`.
+pub fn set_up_quiet(nl: &mut Netlink, name: &str) -> Result<(), NetlinkError> {
+    let quiet =
+        LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+            In6AddrGenMode::None,
+        )])]);
+    let up = || {
+        LinkMessageBuilder::<LinkUnspec>::new()
+            .name(name.to_string())
+            .up()
+    };
+    let msg = up().append_extra_attribute(quiet).build();
+    let op = format!("ip link set {name} addrgenmode none up");
+    match nl.execute(&op, RouteNetlinkMessage::SetLink(msg), 0) {
+        Err(e) if e.errno() == Some(libc_errno::EAFNOSUPPORT) => nl.execute(
+            &format!("ip link set {name} up"),
+            RouteNetlinkMessage::SetLink(up().build()),
+            0,
+        ),
+        other => other,
+    }
 }
 
 /// Equivalent to `ip link set dev INDEX up`.
