@@ -64,8 +64,8 @@ fn add_check_del_dual_stack() {
     // IPv6 usable at once: no DAD, so the address is not tentative.
     let v6_flags = pod.ip(&["-6", "addr", "show", "dev", "eth0", "scope", "global"]);
     assert!(!v6_flags.contains("tentative"), "{v6_flags}");
-    // The link-local address the kernel would have made from the MAC
-    // (modified EUI-64), and no other.
+    // The link-local address the kernel makes by default from the MAC
+    // (modified EUI-64), and no other; podnet's (nodad), not the kernel's.
     let mac: Vec<u8> = ifs[1]["mac"]
         .as_str()
         .unwrap()
@@ -96,14 +96,15 @@ fn add_check_del_dual_stack() {
         link_local.contains(&format!("inet6 {eui}/64")),
         "{link_local}"
     );
+    assert!(link_local.contains("nodad"), "{link_local}");
 
     // On the node: the veth on the bridge, the bridge holding the gateways.
     let host = &node.ns.ip_json(&["link", "show", &host_veth])[0];
     assert_eq!(host["master"], "podnet0");
     assert_eq!(host["address"], ifs[0]["mac"]);
-    // A bridge port with no IPv6 address, not even link-local (the pod end
-    // is up, so the kernel would have made one by now): nothing of it is
-    // announced to the bridge's other pods.
+    // A bridge port with no IP address, not even link-local (the pod end
+    // is up, so the kernel would have made one by now): it has no address
+    // to announce to the bridge's other pods.
     let details = node.ns.ip(&["-d", "link", "show", &host_veth]);
     assert!(details.contains("addrgenmode none"), "{details}");
     let addrs = node.ns.ip(&["addr", "show", "dev", &host_veth]);
@@ -367,8 +368,8 @@ fn version_verb() {
 }
 
 /// An IPv4-only pod has no IPv6 address on its interface, not even
-/// link-local, and neither has the host end: a new pod announces nothing
-/// to the others on the bridge. IPv4 works as ever.
+/// link-local, and neither has the host end: a new pod has no address to
+/// announce to the others on the bridge. IPv4 works as ever.
 #[test]
 fn an_ipv4_only_pod_announces_no_ipv6_address() {
     let node = TestNode::new(12);
@@ -393,6 +394,7 @@ fn an_ipv4_only_pod_announces_no_ipv6_address() {
         assert!(addrs.contains("inet 10.244.12."), "{addrs}");
         assert!(!addrs.contains("inet6"), "{addrs}");
     }
+    assert_eq!(node.host_veths().len(), 2);
     for veth in node.host_veths() {
         let addrs = node.ns.ip(&["addr", "show", "dev", &veth]);
         assert!(!addrs.contains("inet"), "{addrs}");

@@ -253,6 +253,7 @@ impl Attempt<'_> {
             other => other?,
         }
         made.veth = true;
+        link::set_up_quiet(host_nl, host_name)?;
         // A pod reaching its own hostPort comes back by the port it left.
         if conf.hairpin_mode || !conf.runtime_config.port_mappings.is_empty() {
             if let Some(host) = link::get_link(host_nl, host_name)? {
@@ -294,8 +295,8 @@ impl Attempt<'_> {
         }
         let pod = &wired.pod;
         // An IPv6 pod gets the link-local address its interface, up quiet,
-        // did not make: the one the kernel would have made. An IPv4-only
-        // pod has no IPv6 address on it, so it announces nothing.
+        // did not make: the one the kernel makes by default (eui64). An
+        // IPv4-only pod has no IPv6 address on it to announce.
         if ipam.ips.iter().any(|ip| ip.address.is_ipv6()) {
             let mac = <[u8; 6]>::try_from(pod.mac.as_slice()).map(MacAddr);
             // A prefix of 64 always fits, so the `Err`s are never taken.
