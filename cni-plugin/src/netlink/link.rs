@@ -211,13 +211,14 @@ pub fn add_veth(nl: &mut Netlink, pair: &VethPair<'_>) -> Result<(), NetlinkErro
 /// is up and announces it (duplicate address detection, MLD reports,
 /// router solicitations), each packet flooded to every pod of the bridge:
 /// with 200 pods on a node that took 14-18 % of the CPU while pods were
-/// added, more through bridge netfilter when NetworkPolicy is on. The mode goes in a
-/// message of its own, before the one that brings the link up: within one
-/// message the kernel applies the flags first, and a pod end coming up
-/// has carrier at once (its peer is up), so an address could be made in
-/// between. A kernel without IPv6 on the link refuses the mode
-/// (EAFNOSUPPORT, before changing anything): the link is brought up as it
-/// is.
+/// added, the more so through bridge netfilter (NetworkPolicy on).
+///
+/// The mode goes in a message of its own, before the one that brings the
+/// link up: within one message the kernel applies the flags first, and a
+/// pod end coming up has carrier at once (its peer is up), so an address
+/// could be made in between. A kernel without IPv6 on the link refuses
+/// the mode (EAFNOSUPPORT, before changing anything): the link is brought
+/// up as it is.
 ///
 /// Equivalent to `ip link set NAME addrgenmode none; ip link set NAME up`.
 pub fn set_up_quiet(nl: &mut Netlink, name: &str) -> Result<(), NetlinkError> {
