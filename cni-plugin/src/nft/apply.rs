@@ -42,21 +42,14 @@ fn grow_buffers(socket: &Socket, send: usize, recv: usize) {
     }
 }
 
-/// Sends the batch and waits for the answer to each message. The kernel
-/// reports every message before committing or aborting, so the first
-/// error (in batch order) is returned once all are in; an error on the
-/// batch itself (BATCH_BEGIN's sequence) ends the wait at once.
-pub(super) fn commit(batch: &Batch) -> Result<(), NftError> {
-    if batch.ops.is_empty() {
-        return Ok(());
-    }
-    commit_on(&open()?, batch)
-}
-
-/// [`commit`] on a socket already open (a [`super::Session`]'s). Once it
-/// returns `Ok`, every answer has been read and the socket can carry the
-/// next batch; after an error some may be left unread.
-pub(super) fn commit_on(socket: &Socket, batch: &Batch) -> Result<(), NftError> {
+/// Sends the batch on `socket` (a [`super::Session`]'s) and waits for the
+/// answer to each message. The kernel reports every message before
+/// committing or aborting, so the first error (in batch order) is
+/// returned once all are in; an error on the batch itself (BATCH_BEGIN's
+/// sequence) ends the wait at once. Once it returns `Ok`, every answer
+/// has been read and the socket can carry the next batch; after an error
+/// some may be left unread.
+pub(super) fn commit(socket: &Socket, batch: &Batch) -> Result<(), NftError> {
     if batch.ops.is_empty() {
         return Ok(());
     }
@@ -167,20 +160,10 @@ pub(super) struct Listed {
 }
 
 /// Lists objects (`kind` is a GET message) of `family` (`NFPROTO_UNSPEC`
-/// for all), narrowed by the attributes `filter` writes. A listing the
-/// ruleset changed under is read again.
+/// for all), narrowed by the attributes `filter` writes, on `socket`. A
+/// listing the ruleset changed under is read again. As with [`commit`],
+/// the socket can carry the next request once it returns `Ok`.
 pub(super) fn dump(
-    op: &str,
-    kind: u16,
-    family: u8,
-    filter: impl Fn(&mut Writer),
-) -> Result<Vec<Listed>, NftError> {
-    dump_on(&open()?, op, kind, family, filter)
-}
-
-/// [`dump`] on a socket already open; as [`commit_on`], the socket can
-/// carry the next request once it returns `Ok`.
-pub(super) fn dump_on(
     socket: &Socket,
     op: &str,
     kind: u16,

@@ -301,8 +301,7 @@ impl Transaction {
     ///
     /// Equivalent to `nft -f FILE` with the commands named in the batch.
     pub fn commit(self) -> Result<(), NftError> {
-        let batch = self.finish()?;
-        super::apply::commit(&batch)
+        super::Session::new().commit(self)
     }
 }
 

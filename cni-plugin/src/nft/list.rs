@@ -1,12 +1,15 @@
 //! Reading the ruleset back: the tables there are (to find podnet's stale
 //! ones), a chain's rules with their counters (for per-policy metrics).
 
-use super::apply::{dump, Listed};
+use netlink_sys::Socket;
+
+use super::apply::dump;
 use super::error::NftError;
 use super::expr::Expr;
-use super::msg::{be64, find, string, Attrs, Writer};
+use super::msg::{be64, find, string, Attrs};
 use super::object::{Family, Table};
 use super::rule::comment_from_udata;
+use super::session::Session;
 use super::uapi::*;
 
 /// A rule as the kernel lists it.
@@ -34,17 +37,14 @@ impl ListedRule {
 ///
 /// Equivalent to `nft list tables`.
 pub fn list_tables() -> Result<Vec<Table>, NftError> {
-    tables_listed(|op, kind, family, filter| dump(op, kind, family, filter))
+    Session::new().list_tables()
 }
 
-/// The tables, listed by `dump` (on a socket of its own, or a
-/// [`super::Session`]'s).
-pub(super) fn tables_listed(
-    dump: impl FnOnce(&str, u16, u8, &dyn Fn(&mut Writer)) -> Result<Vec<Listed>, NftError>,
-) -> Result<Vec<Table>, NftError> {
+/// [`list_tables`] on `socket` (a [`Session`]'s).
+pub(super) fn tables_on(socket: &Socket) -> Result<Vec<Table>, NftError> {
     const OP: &str = "nft list tables";
     let mut out = Vec::new();
-    for listed in dump(OP, NFT_MSG_GETTABLE, NFPROTO_UNSPEC, &|_| {})? {
+    for listed in dump(socket, OP, NFT_MSG_GETTABLE, NFPROTO_UNSPEC, |_| {})? {
         let Some(family) = Family::from_raw(listed.family) else {
             continue;
         };
@@ -62,24 +62,20 @@ pub(super) fn tables_listed(
 ///
 /// Equivalent to `nft -a list chain FAMILY TABLE CHAIN`.
 pub fn list_rules(table: &Table, chain: &str) -> Result<Vec<ListedRule>, NftError> {
-    rules_listed(table, chain, |op, kind, family, filter| {
-        dump(op, kind, family, filter)
-    })
+    Session::new().list_rules(table, chain)
 }
 
-/// A chain's rules, listed by `dump` (on a socket of its own, or a
-/// [`super::Session`]'s).
-pub(super) fn rules_listed(
+/// [`list_rules`] on `socket` (a [`Session`]'s).
+pub(super) fn rules_on(
+    socket: &Socket,
     table: &Table,
     chain: &str,
-    dump: impl FnOnce(&str, u16, u8, &dyn Fn(&mut Writer)) -> Result<Vec<Listed>, NftError>,
 ) -> Result<Vec<ListedRule>, NftError> {
     let op = format!("nft -a list chain {} {chain}", table.describe());
-    let filter = |w: &mut Writer| {
+    let listed = dump(socket, &op, NFT_MSG_GETRULE, table.family.raw(), |w| {
         w.attr_str(NFTA_RULE_TABLE, &table.name);
         w.attr_str(NFTA_RULE_CHAIN, chain);
-    };
-    let listed = dump(&op, NFT_MSG_GETRULE, table.family.raw(), &filter)?;
+    })?;
     let mut out = Vec::new();
     for l in listed {
         let a = &l.attrs;

@@ -2,10 +2,10 @@
 
 use netlink_sys::Socket;
 
-use super::apply::{self, dump_on};
+use super::apply;
 use super::batch::Transaction;
 use super::error::NftError;
-use super::list::{rules_listed, tables_listed, ListedRule};
+use super::list::{rules_on, tables_on, ListedRule};
 use super::object::Table;
 
 /// A netfilter socket kept open across transactions and listings: for a
@@ -37,23 +37,21 @@ impl Session {
     /// [`Transaction::commit`] on this session's socket.
     pub fn commit(&mut self, tx: Transaction) -> Result<(), NftError> {
         let batch = tx.finish()?;
-        self.with(|socket| apply::commit_on(socket, &batch))
+        // Nothing to send: no socket opened for it.
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        self.with(|socket| apply::commit(socket, &batch))
     }
 
     /// [`super::list_tables`] on this session's socket.
     pub fn list_tables(&mut self) -> Result<Vec<Table>, NftError> {
-        self.with(|socket| {
-            tables_listed(|op, kind, family, filter| dump_on(socket, op, kind, family, filter))
-        })
+        self.with(tables_on)
     }
 
     /// [`super::list_rules`] on this session's socket.
     pub fn list_rules(&mut self, table: &Table, chain: &str) -> Result<Vec<ListedRule>, NftError> {
-        self.with(|socket| {
-            rules_listed(table, chain, |op, kind, family, filter| {
-                dump_on(socket, op, kind, family, filter)
-            })
-        })
+        self.with(|socket| rules_on(socket, table, chain))
     }
 
     fn with<T>(&mut self, f: impl FnOnce(&Socket) -> Result<T, NftError>) -> Result<T, NftError> {
